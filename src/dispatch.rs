@@ -1,0 +1,261 @@
+//! Asynchronous dispatch of many jobs over the machine's slots (PyOPUS's `dispatch` and
+//! `dispatchSingle`).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::os;
+use crate::spawn::Spawn;
+use crate::task::Tid;
+use crate::vm::{HostId, RemoteFn};
+
+/// A job for [`dispatch`]: a spawn of a registered function (PyOPUS's `(callable, args)`).
+pub type Job<R> = Spawn<R>;
+
+/// A job calling `f(args)`.
+///
+/// ```
+/// static NEG: cos::RemoteFn<i32, i32> = cos::RemoteFn::new("neg", |x| -x);
+/// let results = cos::dispatch((0..3).map(|i| cos::job(&NEG, i))).unwrap();
+/// assert_eq!(results, vec![Ok(0), Ok(-1), Ok(-2)]);
+/// ```
+pub fn job<A, R>(f: &'static RemoteFn<A, R>, args: A) -> Job<R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: DeserializeOwned + 'static,
+{
+    Spawn::new(f, args)
+}
+
+/// One finished job, as the collector sees it.
+#[derive(Debug)]
+pub struct Collected<'a, R> {
+    /// The job's index in the job sequence.
+    pub index: usize,
+    /// The tid of the task that ran it.
+    pub tid: Tid,
+    /// Its result.
+    pub result: &'a Result<R, Error>,
+    /// The host it ran on; `None` for a job that ran locally.
+    pub host: Option<&'a HostId>,
+}
+
+type Collector<'c, R> = Box<dyn FnMut(Collected<'_, R>) -> ControlFlow<()> + 'c>;
+
+/// PyOPUS's `dispatch` with its options: a job sequence (any iterator, endless ones included),
+/// an optional collector that sees every finished job and may stop the sequence, and the
+/// results in job order.
+///
+/// It keeps every free slot busy: after each spawn it joins without blocking while slots are
+/// free, blocking when none is (PyOPUS's rule: block when there are no more jobs, fewer than 2
+/// slots, or no free slot beyond the finished, unjoined jobs). Without a machine the jobs run
+/// one after another as local tasks.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// static SQ: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("sq", |x| x * x);
+/// let mut sum = 0;
+/// // An endless job sequence, stopped by the collector.
+/// cos::Dispatch::new((0..).map(|i| cos::job(&SQ, i)))
+///     .collector(|c| {
+///         sum += c.result.as_ref().unwrap();
+///         if c.index == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+///     })
+///     .run()
+///     .unwrap();
+/// assert_eq!(sum, 0 + 1 + 4 + 9);
+/// ```
+pub struct Dispatch<'c, R, I> {
+    jobs: I,
+    remote: Option<bool>,
+    collector: Option<Collector<'c, R>>,
+    build_list: Option<bool>,
+}
+
+impl<'c, R, I> Dispatch<'c, R, I>
+where
+    R: DeserializeOwned + 'static,
+    I: Iterator<Item = Job<R>>,
+{
+    /// A dispatch of `jobs`.
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let r = cos::Dispatch::new([cos::job(&ID, 4)]).run().unwrap();
+    /// assert_eq!(r, vec![Ok(4)]);
+    /// ```
+    pub fn new<J: IntoIterator<IntoIter = I>>(jobs: J) -> Self {
+        Dispatch { jobs: jobs.into_iter(), remote: None, collector: None, build_list: None }
+    }
+
+    /// Runs every job remotely (`true`) or locally (`false`), whatever the job itself says
+    /// (PyOPUS's `remote` argument).
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let r = cos::Dispatch::new([cos::job(&ID, 4)]).remote(false).run().unwrap();
+    /// assert_eq!(r, vec![Ok(4)]);
+    /// ```
+    pub fn remote(mut self, remote: bool) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Sends every finished job to `collector`; returning `ControlFlow::Break` stops taking new
+    /// jobs (those running are still joined and collected). With a collector the result list is
+    /// empty unless [`build_result_list`](Self::build_result_list) asks for it.
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let mut seen = vec![];
+    /// let r = cos::Dispatch::new((0..3).map(|i| cos::job(&ID, i)))
+    ///     .collector(|c| { seen.push(c.index); std::ops::ControlFlow::Continue(()) })
+    ///     .run()
+    ///     .unwrap();
+    /// assert!(r.is_empty());
+    /// assert_eq!(seen, vec![0, 1, 2]);
+    /// ```
+    pub fn collector(mut self, f: impl FnMut(Collected<'_, R>) -> ControlFlow<()> + 'c) -> Self {
+        self.collector = Some(Box::new(f));
+        self
+    }
+
+    /// Whether to return the results in job order (default: only without a collector).
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let r = cos::Dispatch::new([cos::job(&ID, 1)])
+    ///     .collector(|_| std::ops::ControlFlow::Continue(()))
+    ///     .build_result_list(true)
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(r, vec![Ok(1)]);
+    /// ```
+    pub fn build_result_list(mut self, build: bool) -> Self {
+        self.build_list = Some(build);
+        self
+    }
+
+    /// Runs every job and collects the results.
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`] (or another scheduler error) when joining cannot go on; a job's own
+    /// failure is its entry in the list, not an error of the dispatch.
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// assert_eq!(cos::Dispatch::new(std::iter::empty::<cos::Job<u8>>()).run().unwrap(), vec![]);
+    /// ```
+    pub fn run(mut self) -> Result<Vec<Result<R, Error>>, Error> {
+        let build = self.build_list.unwrap_or(self.collector.is_none());
+        let mut results: Vec<Option<Result<R, Error>>> = Vec::new();
+        let mut running: HashMap<Tid, (usize, Option<HostId>)> = HashMap::new();
+        let mut tids: Vec<Tid> = Vec::new();
+        let mut index = 0usize;
+        let mut more = true;
+        loop {
+            if more {
+                match self.jobs.next() {
+                    Some(mut job) => {
+                        if let Some(r) = self.remote {
+                            job = job.remote(r);
+                        }
+                        match job.start() {
+                            Ok(s) => {
+                                log::debug!(target: "cos", "dispatch: job {index} is task {}", s.task.tid());
+                                running.insert(s.task.tid(), (index, s.host));
+                                tids.push(s.task.tid());
+                            }
+                            Err(e) => {
+                                self.deliver(index, Tid::SCHEDULER, Err(e), None, build, &mut results, &mut more)
+                            }
+                        }
+                        index += 1;
+                    }
+                    None => more = false,
+                }
+            }
+            if tids.is_empty() {
+                if more {
+                    continue;
+                }
+                break;
+            }
+            let block = !more
+                || os::slots().is_none_or(|s| s < 2)
+                || os::free_slots().unwrap_or(0) <= os::finished_tasks();
+            if let Some(j) = os::join_list(&tids, block)? {
+                tids.retain(|t| *t != j.tid);
+                let (i, host) = running.remove(&j.tid).expect("dispatched task");
+                let tid = j.tid;
+                self.deliver(i, tid, j.value::<R>(), host, build, &mut results, &mut more);
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        index: usize,
+        tid: Tid,
+        result: Result<R, Error>,
+        host: Option<HostId>,
+        build: bool,
+        results: &mut Vec<Option<Result<R, Error>>>,
+        more: &mut bool,
+    ) {
+        if let Some(c) = self.collector.as_mut() {
+            let seen = Collected { index, tid, result: &result, host: host.as_ref() };
+            if c(seen).is_break() {
+                *more = false;
+            }
+        }
+        if build {
+            if results.len() <= index {
+                results.resize_with(index + 1, || None);
+            }
+            results[index] = Some(result);
+        }
+    }
+}
+
+/// Runs every job and returns the results in job order (PyOPUS's `dispatch(jobList)`).
+///
+/// # Errors
+/// As [`Dispatch::run`].
+///
+/// ```
+/// static DOUBLE: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("double", |x| 2 * x);
+/// let r: Vec<u32> = cos::dispatch((0..5).map(|i| cos::job(&DOUBLE, i)))
+///     .unwrap()
+///     .into_iter()
+///     .collect::<Result<_, _>>()
+///     .unwrap();
+/// assert_eq!(r, vec![0, 2, 4, 6, 8]);
+/// ```
+pub fn dispatch<R, J>(jobs: J) -> Result<Vec<Result<R, Error>>, Error>
+where
+    R: DeserializeOwned + 'static,
+    J: IntoIterator<Item = Job<R>>,
+{
+    Dispatch::new(jobs).run()
+}
+
+/// Runs one job and waits for its result (PyOPUS's `dispatchSingle`, which joins that very
+/// task rather than any child).
+///
+/// # Errors
+/// The job's failure, or a spawn or join error.
+///
+/// ```
+/// static DOUBLE: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("double", |x| 2 * x);
+/// assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 8)).unwrap(), 16);
+/// ```
+pub fn dispatch_single<R: DeserializeOwned + 'static>(job: Job<R>) -> Result<R, Error> {
+    os::join(job.start()?.task)
+}

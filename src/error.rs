@@ -1,0 +1,136 @@
+//! The one error type of `cos`.
+
+use std::fmt;
+
+use crate::task::Tid;
+
+/// What a task is blocked on, as shown in a [`DeadlockReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A blocking join on these tids (empty: any child).
+    Join(Vec<Tid>),
+    /// A blocking remote spawn waiting for a free slot, on the named host or on any host.
+    Slot(Option<String>),
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::Join(tids) if tids.is_empty() => f.write_str("joins any child"),
+            WaitReason::Join(tids) => {
+                f.write_str("joins ")?;
+                for (i, t) in tids.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{t}")?;
+                }
+                Ok(())
+            }
+            WaitReason::Slot(Some(host)) => write!(f, "waits for a free slot on host {host}"),
+            WaitReason::Slot(None) => f.write_str("waits for a free slot on any host"),
+        }
+    }
+}
+
+/// Who waits on whom when no task can run and nothing outside can wake one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlockReport {
+    /// Every blocked task with what it waits on, in tid order.
+    pub waiting: Vec<(Tid, WaitReason)>,
+}
+
+impl fmt::Display for DeadlockReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (tid, why)) in self.waiting.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "task {tid} {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong in `cos`, for the caller of a call or for the joiner of a task.
+///
+/// ```
+/// let task = cos::spawn(|| -> u32 { panic!("boom") }).unwrap();
+/// match cos::join(task) {
+///     Err(cos::Error::Panicked { message, .. }) => assert_eq!(message, "boom"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A join named tid 0, the scheduler.
+    JoinScheduler,
+    /// A join named a tid that is neither running nor a finished, unjoined child of the caller.
+    UnknownTask(Tid),
+    /// A join named a running task that is not a child of the caller.
+    NotAChild {
+        /// The task named in the join.
+        tid: Tid,
+        /// The caller.
+        caller: Tid,
+    },
+    /// Every task is blocked and nothing can wake any of them.
+    Deadlock(DeadlockReport),
+    /// The joined local task panicked; the message is the panic's payload when it was a string.
+    Panicked {
+        /// The task that panicked.
+        tid: Tid,
+        /// The panic message.
+        message: String,
+    },
+    /// A stack for a new local task could not be allocated (see `vm.max_map_count` on Linux).
+    StackAlloc(String),
+    /// A joined value was asked for as a type it does not have.
+    TypeMismatch(Tid),
+    /// A non-blocking, non-enqueued remote spawn found no free slot (PyOPUS returns tid -1).
+    NoFreeSlot,
+    /// A remote function name that the worker's registry does not hold.
+    UnknownFunction(String),
+    /// Bytes that do not decode as the expected type.
+    Decode(String),
+    /// A remote task failed on its worker (for example it panicked there).
+    Remote(String),
+    /// The worker running a remote task was lost (it crashed, exited or was killed).
+    WorkerLost(String),
+    /// A virtual machine refused or failed an operation.
+    Vm(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::JoinScheduler => f.write_str("cannot join task 0 (the scheduler)"),
+            Error::UnknownTask(t) => write!(f, "task {t} does not exist"),
+            Error::NotAChild { tid, caller } => write!(f, "task {tid} is not a child of task {caller}"),
+            Error::Deadlock(r) => write!(f, "deadlock: {r}"),
+            Error::Panicked { tid, message } => write!(f, "task {tid} panicked: {message}"),
+            Error::StackAlloc(e) => write!(f, "cannot allocate a task stack: {e}"),
+            Error::TypeMismatch(t) => write!(f, "the value of task {t} has another type"),
+            Error::NoFreeSlot => f.write_str("no free slot for a remote task"),
+            Error::UnknownFunction(n) => write!(f, "no remote function is registered as {n:?}"),
+            Error::Decode(e) => write!(f, "malformed message: {e}"),
+            Error::Remote(e) => write!(f, "remote task failed: {e}"),
+            Error::WorkerLost(e) => write!(f, "worker lost: {e}"),
+            Error::Vm(e) => write!(f, "virtual machine: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The text of a panic payload.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,59 @@
+//! # cos: a cooperative multitasking OS with task outsourcing
+//!
+//! A Rust port of PyOPUS's COS (`pyopus.parallel.cooperative`). Local tasks are stackful
+//! microthreads scheduled cooperatively on one OS thread; the same `spawn` / `join` calls send
+//! registered functions to worker threads, worker processes or MPI ranks through a
+//! [`VirtualMachine`], so that asynchronous parallel algorithms read as sequential code.
+//!
+//! The calls work from plain `main` (the main program is task 1) and from inside any task, at
+//! any depth of the call stack:
+//!
+//! ```
+//! fn print_msg(msg: &'static str, n: u32) -> u32 {
+//!     for i in 0..n {
+//!         println!("{msg} : {i}");
+//!         cos::yield_now();
+//!     }
+//!     n
+//! }
+//!
+//! let a = cos::spawn(|| print_msg("Hello A", 3)).unwrap();
+//! let b = cos::spawn(|| print_msg("Hello B", 5)).unwrap();
+//! assert_eq!(cos::join(a).unwrap(), 3);
+//! assert_eq!(cos::join(b).unwrap(), 5);
+//! ```
+//!
+//! Semantics follow PyOPUS (see `docs/porting.md`): a FIFO ready queue; a spawned child runs
+//! before its spawner continues; join returns at most one finished child, the lowest tid first.
+//! Unlike PyOPUS, a panicking task ends with an [`Error::Panicked`] at its joiner, a join on a
+//! non-child is an [`Error`], and a program whose tasks all wait on each other gets
+//! [`Error::Deadlock`] instead of spinning.
+//!
+//! Orphans: a task may finish before its children. The children run on; when they finish, their
+//! values are dropped (nobody can join them), and their own children are handled the same way.
+//!
+//! Debug output goes through the `log` crate with target `cos`.
+
+mod dispatch;
+mod error;
+mod os;
+mod scheduler;
+mod spawn;
+mod syscall;
+mod task;
+mod vm;
+
+pub use dispatch::{dispatch, dispatch_single, job, Collected, Dispatch, Job};
+pub use error::{DeadlockReport, Error, WaitReason};
+pub use os::{
+    finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, local_task_count,
+    remote_task_count, set_stack_size, set_vm, slots, spawn, stack_size, task_count, tid,
+    try_join, try_join_any, with_vm, yield_now,
+};
+pub use spawn::{spawn_remote, Spawn, Spawned};
+pub use syscall::SpawnInfo;
+pub use task::{Joined, Outcome, Task, Tid, Value};
+pub use vm::{
+    HostId, Message, Registry, RemoteCall, RemoteFailure, RemoteFn, SimEvent, SimTrace, SimVm, TaskId,
+    ThreadVm, ThreadVmBuilder, VirtualMachine,
+};

@@ -1,0 +1,36 @@
+//! What the loop does when no task can run and nothing outside can wake one.
+
+use crate::error::{DeadlockReport, Error, WaitReason};
+use crate::scheduler::Scheduler;
+use crate::syscall::SysReturn;
+use crate::task::table::{State, Wait};
+use crate::task::Tid;
+
+impl Scheduler {
+    /// Every task is blocked and no remote task can end: the main program's blocked call returns
+    /// a deadlock error naming who waits on whom. The other blocked tasks stay blocked.
+    pub(crate) fn deadlock(&mut self) -> SysReturn {
+        let mut waiting: Vec<(Tid, WaitReason)> = self
+            .tasks
+            .iter()
+            .filter_map(|(tid, e)| match &e.state {
+                State::Waiting(Wait::Join(l)) => Some((*tid, WaitReason::Join(l.clone()))),
+                State::Waiting(Wait::Slot(h)) => Some((*tid, WaitReason::Slot(h.as_ref().map(|h| h.to_string())))),
+                State::Runnable => None,
+            })
+            .collect();
+        waiting.sort_by_key(|w| w.0);
+        log::warn!(target: "cos", "deadlock: {}", DeadlockReport { waiting: waiting.clone() });
+        let error = Error::Deadlock(DeadlockReport { waiting });
+        self.current = Tid::MAIN;
+        let main = self.tasks.get_mut(&Tid::MAIN).expect("main task present");
+        let was = std::mem::replace(&mut main.state, State::Runnable);
+        match was {
+            State::Waiting(Wait::Slot(_)) => {
+                self.unqueue_spawner(Tid::MAIN);
+                SysReturn::Spawned(Err(error))
+            }
+            _ => SysReturn::Joined(Err(error)),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The loop's polling point: messages from the virtual machine.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::scheduler::Scheduler;
+use crate::task::table::Body;
+use crate::vm::{Message, TaskId};
+
+impl Scheduler {
+    /// Drains the machine's messages: without blocking while local tasks are ready, blocking in
+    /// the machine while only remote work is outstanding.
+    pub(crate) fn poll_vm(&mut self) {
+        loop {
+            let Some(vm) = self.vm.as_mut() else { return };
+            let block = self.ready.is_empty();
+            if block && self.remote.is_empty() {
+                return;
+            }
+            let timeout = if block { None } else { Some(Duration::ZERO) };
+            match vm.receive_message(timeout) {
+                Ok(Some((from, msg))) => self.on_message(from, msg),
+                Ok(None) => return,
+                Err(e) => {
+                    log::error!(target: "cos", "virtual machine failed: {e}; its tasks end");
+                    let lost: Vec<TaskId> = self.remote.keys().copied().collect();
+                    for id in lost {
+                        self.remote_ended(id, Some(Err(e.clone())));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: TaskId, msg: Message) {
+        match msg {
+            Message::TaskResult(result) => {
+                let Some(&tid) = self.remote.get(&from) else { return };
+                if let Some(Body::Remote(r)) = self.tasks.get_mut(&tid).map(|e| &mut e.body) {
+                    log::debug!(target: "cos", "result of remote task {tid} ({from}) received");
+                    r.result = Some(match result {
+                        Ok(bytes) => (r.decode)(&bytes),
+                        Err(f) => Err(Error::from(f)),
+                    });
+                }
+            }
+            Message::TaskExit => self.remote_ended(from, None),
+            Message::WorkerLost(why) => self.remote_ended(from, Some(Err(Error::WorkerLost(why)))),
+            Message::HostAdd(h) => log::debug!(target: "cos", "hosts added: {h:?}"),
+            Message::HostDelete(h) => log::debug!(target: "cos", "host deleted: {h}"),
+            Message::User(b) => log::debug!(target: "cos", "user message of {} bytes from {from} dropped", b.len()),
+        }
+    }
+
+    /// A remote task ended: finish it like a local one, then serve one waiting spawn.
+    fn remote_ended(&mut self, id: TaskId, forced: Option<crate::task::Outcome>) {
+        let Some(tid) = self.remote.remove(&id) else { return };
+        let stored = match self.tasks.get_mut(&tid).map(|e| &mut e.body) {
+            Some(Body::Remote(r)) => r.result.take(),
+            _ => None,
+        };
+        let outcome = match (forced, stored) {
+            (Some(f), None) => f,
+            (_, Some(s)) => s,
+            (None, None) => Err(Error::WorkerLost(format!("task {id} exited without a result"))),
+        };
+        log::debug!(target: "cos", "remote task {tid} ({id}) finished");
+        self.finish(tid, outcome);
+        self.serve_queued();
+    }
+}

@@ -1,0 +1,190 @@
+//! The Spawn system call: local tasks, remote tasks, and spawns waiting for a free slot.
+
+use crate::error::Error;
+use crate::scheduler::Scheduler;
+use crate::syscall::{RemoteSpawn, SpawnCall, SpawnInfo, SysReturn};
+use crate::task::table::{Body, Entry, Remote, State, Wait};
+use crate::task::{LocalTask, Tid};
+use crate::vm::{HostId, TaskId};
+
+/// A spawn waiting for a free slot.
+pub(crate) struct Queued {
+    seq: u64,
+    spawner: Tid,
+    spawn: Box<RemoteSpawn>,
+}
+
+impl Scheduler {
+    pub(crate) fn handle_spawn(&mut self, spawner: Tid, call: SpawnCall) {
+        match call {
+            SpawnCall::Local(task) => {
+                let tid = self.add_local(spawner, task);
+                self.reply(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: None })));
+            }
+            SpawnCall::Remote(spawn) => self.spawn_remote(spawner, spawn),
+        }
+    }
+
+    /// Adds a local task (or turns the reserved entry `tid` into one) and schedules it.
+    fn add_local_as(&mut self, parent: Tid, tid: Tid, task: LocalTask) {
+        match self.tasks.get_mut(&tid) {
+            Some(e) => e.body = Body::Local(Some(task)),
+            None => {
+                self.tasks.insert(tid, Entry::new(parent, Body::Local(Some(task))));
+                self.tasks.get_mut(&parent).expect("spawner present").children += 1;
+            }
+        }
+        log::debug!(target: "cos", "task {parent} spawned local task {tid}");
+        self.schedule(tid);
+    }
+
+    fn add_local(&mut self, parent: Tid, task: LocalTask) -> Tid {
+        let tid = self.new_tid();
+        self.add_local_as(parent, tid, task);
+        tid
+    }
+
+    /// PyOPUS's remote spawn: remote when asked, a machine is set and it has (or will have) a
+    /// slot; otherwise a local task, silently.
+    fn spawn_remote(&mut self, spawner: Tid, spawn: Box<RemoteSpawn>) {
+        let possible = spawn.remote
+            && self.vm.as_ref().is_some_and(|vm| vm.free_slots() + self.remote.len() > 0);
+        if !possible {
+            return self.spawn_fallback(spawner, spawn);
+        }
+        let started = self.start_remote(&spawn);
+        match started {
+            Ok((task_id, host)) => {
+                let tid = spawn.reserved.unwrap_or_else(|| self.new_tid());
+                let remote = Remote { decode: spawn.decode, result: None };
+                match self.tasks.get_mut(&tid) {
+                    Some(e) => e.body = Body::Remote(remote),
+                    None => {
+                        self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
+                        self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
+                    }
+                }
+                self.remote.insert(task_id, tid);
+                log::debug!(target: "cos", "task {spawner} spawned remote task {tid} as {task_id} on {host:?}");
+                if spawn.reserved.is_none() {
+                    let info = SpawnInfo { tid, task_id: Some(task_id), host };
+                    self.reply(spawner, SysReturn::Spawned(Ok(info)));
+                }
+            }
+            Err(Error::NoFreeSlot) if spawn.enqueue || spawn.block => self.enqueue(spawner, spawn),
+            Err(e) => match spawn.reserved {
+                Some(tid) => self.fail(tid, e),
+                None => self.reply(spawner, SysReturn::Spawned(Err(e))),
+            },
+        }
+    }
+
+    fn start_remote(&mut self, spawn: &RemoteSpawn) -> Result<(TaskId, Option<HostId>), Error> {
+        let vm = self.vm.as_mut().expect("machine present");
+        if vm.free_slots() == 0 {
+            return Err(Error::NoFreeSlot);
+        }
+        let targets = spawn.target.as_ref().map(std::slice::from_ref);
+        let task_id = vm.spawn_function(spawn.call.clone(), targets)?;
+        Ok((task_id, vm.host_id(Some(task_id))))
+    }
+
+    /// Runs a remote spawn as a local task.
+    fn spawn_fallback(&mut self, spawner: Tid, spawn: Box<RemoteSpawn>) {
+        let RemoteSpawn { call, local, reserved, .. } = *spawn;
+        let stack = match self.stacks.take() {
+            Ok(s) => s,
+            Err(e) => {
+                return match reserved {
+                    Some(tid) => self.fail(tid, e),
+                    None => self.reply(spawner, SysReturn::Spawned(Err(e))),
+                }
+            }
+        };
+        let args = call.args;
+        let task = LocalTask::new(stack, move || local(args));
+        match reserved {
+            Some(tid) => self.add_local_as(spawner, tid, task),
+            None => {
+                let tid = self.add_local(spawner, task);
+                self.reply(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: None })));
+            }
+        }
+    }
+
+    /// Puts a spawn in its wait queue. A blocking spawner waits; a non-blocking one gets a tid
+    /// now, reserved for the task that starts when a slot frees.
+    fn enqueue(&mut self, spawner: Tid, mut spawn: Box<RemoteSpawn>) {
+        let host = spawn.target.clone();
+        if spawn.block {
+            if let Some(e) = self.tasks.get_mut(&spawner) {
+                e.state = State::Waiting(Wait::Slot(host.clone()));
+            }
+        } else if spawn.reserved.is_none() {
+            let tid = self.new_tid();
+            let remote = Remote { decode: spawn.decode, result: None };
+            self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
+            self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
+            spawn.reserved = Some(tid);
+            self.reply(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: host.clone() })));
+        }
+        log::debug!(target: "cos", "task {spawner} waits for a free slot on {host:?}");
+        self.queue_seq += 1;
+        let q = Queued { seq: self.queue_seq, spawner, spawn };
+        match host {
+            Some(h) => self.queue_host.entry(h).or_default().push_back(q),
+            None => self.queue_any.push_back(q),
+        }
+    }
+
+    /// A slot freed: serve at most one waiting spawn, one waiting for a host that now has a free
+    /// slot first (the oldest such), else the oldest one waiting for any host.
+    pub(crate) fn serve_queued(&mut self) {
+        let mut pick: Option<HostId> = None;
+        if !self.queue_host.is_empty() {
+            if let Some(vm) = self.vm.as_ref() {
+                let mut best = u64::MAX;
+                for h in vm.hosts_with_free_slots() {
+                    if let Some(q) = self.queue_host.get(&h).and_then(|q| q.front()) {
+                        if q.seq < best {
+                            best = q.seq;
+                            pick = Some(h);
+                        }
+                    }
+                }
+            }
+        }
+        let queued = match pick {
+            Some(h) => {
+                let q = self.queue_host.get_mut(&h).expect("queue present");
+                let item = q.pop_front();
+                if q.is_empty() {
+                    self.queue_host.remove(&h);
+                }
+                item
+            }
+            None => self.queue_any.pop_front(),
+        };
+        let Some(Queued { spawner, spawn, .. }) = queued else { return };
+        let alive = match spawn.reserved {
+            Some(tid) => self.tasks.contains_key(&tid) && self.tasks.contains_key(&spawner),
+            None => self.tasks.contains_key(&spawner),
+        };
+        if alive {
+            log::debug!(target: "cos", "task {spawner} waited for a free slot; spawning");
+            self.spawn_remote(spawner, spawn);
+        } else if let Some(tid) = spawn.reserved {
+            self.tasks.remove(&tid);
+        }
+    }
+
+    /// Takes a blocked spawner out of the wait queues.
+    pub(crate) fn unqueue_spawner(&mut self, spawner: Tid) {
+        let blocked = |q: &Queued| q.spawner == spawner && q.spawn.reserved.is_none();
+        self.queue_any.retain(|q| !blocked(q));
+        for q in self.queue_host.values_mut() {
+            q.retain(|q| !blocked(q));
+        }
+        self.queue_host.retain(|_, q| !q.is_empty());
+    }
+}

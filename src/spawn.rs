@@ -1,0 +1,162 @@
+//! Spawning registered functions, remotely when a machine has a slot (PyOPUS's `Spawn` with
+//! `remote`, `targetHostID`, `block`, `enqueue` and `extendedReturnValue`).
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::os;
+use crate::syscall::{RemoteSpawn, SpawnCall};
+use crate::task::{Outcome, Task, Value};
+use crate::vm::message::{decode, encode};
+use crate::vm::{HostId, RemoteCall, RemoteFn, TaskId};
+
+/// A spawn of a registered function with PyOPUS's options. By default it is remote, blocking
+/// and enqueued; without a machine (or with `remote(false)`) it runs as a local task.
+///
+/// ```
+/// static DOUBLE: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("double", |x| x * 2);
+/// // No machine is set, so this runs as a local task.
+/// let s = cos::Spawn::new(&DOUBLE, 21).start().unwrap();
+/// assert_eq!(s.task_id, None);
+/// assert_eq!(cos::join(s.task).unwrap(), 42);
+/// ```
+pub struct Spawn<R> {
+    spawn: Result<Box<RemoteSpawn>, Error>,
+    marker: PhantomData<fn() -> R>,
+}
+
+/// A started spawn (PyOPUS's extended return value `(tid, taskID, hostID)`).
+#[derive(Debug)]
+pub struct Spawned<R> {
+    /// The task: join it like any other.
+    pub task: Task<R>,
+    /// Its id in the machine; `None` when it runs locally or still waits for a slot.
+    pub task_id: Option<TaskId>,
+    /// Its host; for a spawn still waiting, the host it waits for.
+    pub host: Option<HostId>,
+}
+
+fn decode_value<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Outcome {
+    decode::<R>(bytes).map(Value::new)
+}
+
+impl<R: DeserializeOwned + 'static> Spawn<R> {
+    /// A spawn of `f(args)`.
+    ///
+    /// ```
+    /// static INC: cos::RemoteFn<i32, i32> = cos::RemoteFn::new("inc", |x| x + 1);
+    /// let t = cos::Spawn::new(&INC, 1).start().unwrap().task;
+    /// assert_eq!(cos::join(t).unwrap(), 2);
+    /// ```
+    pub fn new<A>(f: &'static RemoteFn<A, R>, args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        let func = f.func();
+        let spawn = encode(&args).map(|bytes| {
+            Box::new(RemoteSpawn {
+                call: RemoteCall { function: f.name().to_string(), args: bytes },
+                decode: decode_value::<R>,
+                local: Box::new(move |bytes: Vec<u8>| decode::<A>(&bytes).map(|a| Value::new(func(a)))),
+                target: None,
+                block: true,
+                enqueue: true,
+                remote: true,
+                reserved: None,
+            })
+        });
+        Spawn { spawn, marker: PhantomData }
+    }
+
+    fn set(mut self, f: impl FnOnce(&mut RemoteSpawn)) -> Self {
+        if let Ok(s) = &mut self.spawn {
+            f(s);
+        }
+        self
+    }
+
+    /// Whether to run remotely when a machine has a slot (default `true`).
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s = cos::Spawn::new(&ONE, ()).remote(false).start().unwrap();
+    /// assert_eq!(cos::join(s.task).unwrap(), 1);
+    /// ```
+    pub fn remote(self, remote: bool) -> Self {
+        self.set(|s| s.remote = remote)
+    }
+
+    /// Runs the task on this host only (PyOPUS's `targetHostID`).
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s = cos::Spawn::new(&ONE, ()).host(cos::HostId::new("h0")).start().unwrap();
+    /// # cos::join(s.task).unwrap();
+    /// ```
+    pub fn host(self, host: HostId) -> Self {
+        self.set(|s| s.target = Some(host))
+    }
+
+    /// Whether to wait for a free slot (default `true`; implies `enqueue`).
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s = cos::Spawn::new(&ONE, ()).block(false).start().unwrap();
+    /// # cos::join(s.task).unwrap();
+    /// ```
+    pub fn block(self, block: bool) -> Self {
+        self.set(|s| s.block = block)
+    }
+
+    /// Whether a non-blocking spawn with no free slot waits in the queue (default `true`; its
+    /// tid is given at once and its task starts when a slot frees) or fails with
+    /// [`Error::NoFreeSlot`].
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s = cos::Spawn::new(&ONE, ()).block(false).enqueue(false).start().unwrap();
+    /// # cos::join(s.task).unwrap();
+    /// ```
+    pub fn enqueue(self, enqueue: bool) -> Self {
+        self.set(|s| s.enqueue = enqueue)
+    }
+
+    /// Starts the task.
+    ///
+    /// # Errors
+    /// [`Error::NoFreeSlot`] for a non-blocking, non-enqueued spawn with no free slot;
+    /// [`Error::Decode`] when the arguments cannot be encoded; [`Error::Deadlock`] when a
+    /// blocking spawn can never get a slot; a machine's error when it cannot start the task.
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s = cos::Spawn::new(&ONE, ()).start().unwrap();
+    /// assert_eq!(cos::join(s.task).unwrap(), 1);
+    /// ```
+    pub fn start(self) -> Result<Spawned<R>, Error> {
+        let info = os::spawn_call(SpawnCall::Remote(self.spawn?))?;
+        Ok(Spawned { task: Task::new(info.tid), task_id: info.task_id, host: info.host })
+    }
+}
+
+/// Spawns `f(args)` remotely when a machine has (or will have) a slot, locally otherwise, and
+/// waits for a slot if none is free.
+///
+/// # Errors
+/// As [`Spawn::start`].
+///
+/// ```
+/// static SQ: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("sq", |x| x * x);
+/// let t = cos::spawn_remote(&SQ, 9).unwrap();
+/// assert_eq!(cos::join(t).unwrap(), 81);
+/// ```
+pub fn spawn_remote<A, R>(f: &'static RemoteFn<A, R>, args: A) -> Result<Task<R>, Error>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: DeserializeOwned + 'static,
+{
+    Spawn::new(f, args).start().map(|s| s.task)
+}

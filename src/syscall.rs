@@ -1,0 +1,60 @@
+//! System calls: what a task hands the scheduler, and what it gets back.
+
+use crate::error::Error;
+use crate::task::{Joined, LocalTask, Outcome, Tid};
+use crate::vm::{HostId, RemoteCall, TaskId};
+
+/// A system call. The scheduler handles it on behalf of the calling task.
+pub(crate) enum SysCall {
+    /// Start a new task.
+    Spawn(SpawnCall),
+    /// Go to the back of the ready queue.
+    Yield,
+    /// Join one finished child (PyOPUS's `Join(tidList, block)`).
+    Join { tids: Vec<Tid>, block: bool },
+}
+
+/// What a spawn starts.
+pub(crate) enum SpawnCall {
+    /// A local task, already built on a stack from the pool.
+    Local(LocalTask),
+    /// A registered function that may run remotely.
+    Remote(Box<RemoteSpawn>),
+}
+
+/// A remote spawn with PyOPUS's options.
+pub(crate) struct RemoteSpawn {
+    pub call: RemoteCall,
+    /// Decodes the remote result into the task's value.
+    pub decode: fn(&[u8]) -> Outcome,
+    /// Runs the same call here, for the fallback to a local task.
+    pub local: Box<dyn FnOnce(Vec<u8>) -> Outcome>,
+    pub target: Option<HostId>,
+    pub block: bool,
+    pub enqueue: bool,
+    /// Whether remote execution was asked for; `false` (or no machine) runs `call` locally.
+    pub remote: bool,
+    /// The tid given to a non-blocking enqueued spawn, kept when the spawn is served later.
+    pub reserved: Option<Tid>,
+}
+
+/// Where a spawned task runs (PyOPUS's extended return value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnInfo {
+    /// The new task's tid.
+    pub tid: Tid,
+    /// The remote task id; `None` for a local task or one still waiting for a slot.
+    pub task_id: Option<TaskId>,
+    /// The host the task runs on; for a task still waiting, the host it waits for.
+    pub host: Option<HostId>,
+}
+
+/// The scheduler's answer to a system call.
+pub(crate) enum SysReturn {
+    /// Nothing to say (Yield, or the first resume of a task).
+    Nothing,
+    /// The answer to a spawn.
+    Spawned(Result<SpawnInfo, Error>),
+    /// The answer to a join.
+    Joined(Result<Option<Joined>, Error>),
+}

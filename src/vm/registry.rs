@@ -1,0 +1,155 @@
+//! Remote functions, registered by name with typed arguments and results.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::panic_text;
+use crate::vm::message::{decode, encode, RemoteCall, RemoteFailure};
+
+/// A function that may run on another worker, known there by its name.
+///
+/// Rust cannot send closures, so remote work is a plain `fn(A) -> R` with a name; the workers
+/// find it in their [`Registry`]. Arguments and results cross as postcard bytes.
+///
+/// ```
+/// static DOUBLE: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("double", |x| x * 2);
+/// assert_eq!(DOUBLE.call(21), 42);
+/// assert_eq!(DOUBLE.name(), "double");
+/// ```
+pub struct RemoteFn<A, R> {
+    name: &'static str,
+    func: fn(A) -> R,
+}
+
+impl<A, R> RemoteFn<A, R> {
+    /// A remote function named `name` that runs `func`.
+    ///
+    /// ```
+    /// static F: cos::RemoteFn<(), u8> = cos::RemoteFn::new("f", |()| 1);
+    /// ```
+    pub const fn new(name: &'static str, func: fn(A) -> R) -> Self {
+        RemoteFn { name, func }
+    }
+
+    /// The registered name.
+    ///
+    /// ```
+    /// static F: cos::RemoteFn<(), ()> = cos::RemoteFn::new("noop", |()| ());
+    /// assert_eq!(F.name(), "noop");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Calls the function here.
+    ///
+    /// ```
+    /// static NEG: cos::RemoteFn<i8, i8> = cos::RemoteFn::new("neg", |x| -x);
+    /// assert_eq!(NEG.call(3), -3);
+    /// ```
+    pub fn call(&self, args: A) -> R {
+        (self.func)(args)
+    }
+
+    pub(crate) fn func(&self) -> fn(A) -> R {
+        self.func
+    }
+}
+
+impl<A, R> fmt::Debug for RemoteFn<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RemoteFn({:?})", self.name)
+    }
+}
+
+type Entry = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, RemoteFailure> + Send + Sync>;
+
+/// The remote functions a worker may run, by name. Nothing else runs there.
+///
+/// ```
+/// static SQUARE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("square", |x| x * x);
+/// let reg = cos::Registry::new().with(&SQUARE);
+/// let out = reg.run(&cos::RemoteCall::new("square", &7u64).unwrap()).unwrap();
+/// assert_eq!(out, postcard::to_stdvec(&49u64).unwrap());
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    map: HashMap<&'static str, Arc<Entry>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    ///
+    /// ```
+    /// assert!(cos::Registry::new().names().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `f` under its name (a later function of the same name replaces it).
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// assert_eq!(cos::Registry::new().with(&ID).names(), vec!["id"]);
+    /// ```
+    pub fn with<A, R>(mut self, f: &'static RemoteFn<A, R>) -> Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        let func = f.func;
+        let entry: Entry = Box::new(move |bytes: &[u8]| {
+            let args: A =
+                decode(bytes).map_err(|e| RemoteFailure::BadArguments(e.to_string()))?;
+            match panic::catch_unwind(AssertUnwindSafe(|| func(args))) {
+                Ok(r) => encode(&r).map_err(|e| RemoteFailure::Panicked(e.to_string())),
+                Err(p) => Err(RemoteFailure::Panicked(panic_text(&*p))),
+            }
+        });
+        self.map.insert(f.name, Arc::new(entry));
+        self
+    }
+
+    /// The registered names, sorted.
+    ///
+    /// ```
+    /// static A: cos::RemoteFn<(), ()> = cos::RemoteFn::new("a", |()| ());
+    /// static B: cos::RemoteFn<(), ()> = cos::RemoteFn::new("b", |()| ());
+    /// assert_eq!(cos::Registry::new().with(&B).with(&A).names(), vec!["a", "b"]);
+    /// ```
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.map.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Runs a call: decodes its arguments, runs the function (catching a panic) and encodes the
+    /// result.
+    ///
+    /// # Errors
+    /// An unknown name, arguments that do not decode, or a panic in the function.
+    ///
+    /// ```
+    /// let reg = cos::Registry::new();
+    /// let err = reg.run(&cos::RemoteCall::new("nope", &()).unwrap()).unwrap_err();
+    /// assert_eq!(err, cos::RemoteFailure::UnknownFunction("nope".into()));
+    /// ```
+    pub fn run(&self, call: &RemoteCall) -> Result<Vec<u8>, RemoteFailure> {
+        match self.map.get(call.function.as_str()) {
+            Some(f) => f(&call.args),
+            None => Err(RemoteFailure::UnknownFunction(call.function.clone())),
+        }
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("names", &self.names()).finish()
+    }
+}

@@ -1,0 +1,309 @@
+//! `ThreadVm`: the embedded default machine, worker threads in this process.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use crate::error::Error;
+use crate::vm::message::{decode, encode};
+use crate::vm::{HostId, Message, RemoteCall, Registry, TaskId, VirtualMachine};
+
+/// Worker threads in this process, each with its own cooperative OS, grouped into simulated
+/// hosts so that host targeting works as on a cluster. Every job and every result crosses as
+/// postcard bytes, exactly as it would between processes.
+///
+/// ```
+/// static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
+/// cos::set_vm(cos::ThreadVm::new(cos::Registry::new().with(&DOUBLE))).unwrap();
+/// let r = cos::dispatch((0..10).map(|i| cos::job(&DOUBLE, i))).unwrap();
+/// assert_eq!(r[9], Ok(18));
+/// cos::finalize();
+/// ```
+pub struct ThreadVm {
+    registry: Registry,
+    hosts: Vec<HostId>,
+    per_host: usize,
+    workers: Vec<Worker>,
+    results_tx: Sender<Vec<u8>>,
+    results_rx: Receiver<Vec<u8>>,
+    next_number: u64,
+    /// Running tasks and their slots.
+    running: HashMap<TaskId, usize>,
+    /// The exit message that follows the result just delivered.
+    exit_next: Option<TaskId>,
+}
+
+struct Worker {
+    jobs: Option<Sender<Vec<u8>>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+/// Configures a [`ThreadVm`].
+///
+/// ```
+/// use cos::VirtualMachine;
+/// let vm = cos::ThreadVm::builder(cos::Registry::new()).hosts(2).slots_per_host(3).build();
+/// assert_eq!(vm.slots(), 7);
+/// assert_eq!(vm.hosts().len(), 2);
+/// ```
+#[derive(Debug)]
+pub struct ThreadVmBuilder {
+    registry: Registry,
+    hosts: usize,
+    per_host: usize,
+}
+
+impl ThreadVmBuilder {
+    /// The number of simulated hosts (default 1).
+    ///
+    /// ```
+    /// let vm = cos::ThreadVm::builder(cos::Registry::new()).hosts(3).build();
+    /// ```
+    pub fn hosts(mut self, n: usize) -> Self {
+        self.hosts = n.max(1);
+        self
+    }
+
+    /// Worker threads per host (default: the available cores).
+    ///
+    /// ```
+    /// let vm = cos::ThreadVm::builder(cos::Registry::new()).slots_per_host(1).build();
+    /// ```
+    pub fn slots_per_host(mut self, n: usize) -> Self {
+        self.per_host = n.max(1);
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// ```
+    /// let vm = cos::ThreadVm::builder(cos::Registry::new()).build();
+    /// ```
+    pub fn build(self) -> ThreadVm {
+        let (results_tx, results_rx) = unbounded();
+        let mut vm = ThreadVm {
+            registry: self.registry,
+            hosts: (0..self.hosts).map(|h| HostId::new(format!("host{h}"))).collect(),
+            per_host: self.per_host,
+            workers: Vec::new(),
+            results_tx,
+            results_rx,
+            next_number: 0,
+            running: HashMap::new(),
+            exit_next: None,
+        };
+        vm.workers = (0..self.hosts * self.per_host).map(|i| vm.start_worker(i)).collect();
+        vm
+    }
+}
+
+impl ThreadVm {
+    /// One host with one worker thread per available core.
+    ///
+    /// ```
+    /// use cos::VirtualMachine;
+    /// let vm = cos::ThreadVm::new(cos::Registry::new());
+    /// assert!(vm.slots() >= 2);
+    /// ```
+    pub fn new(registry: Registry) -> Self {
+        Self::builder(registry).build()
+    }
+
+    /// A builder with the defaults of [`ThreadVm::new`].
+    ///
+    /// ```
+    /// let vm = cos::ThreadVm::builder(cos::Registry::new()).build();
+    /// ```
+    pub fn builder(registry: Registry) -> ThreadVmBuilder {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        ThreadVmBuilder { registry, hosts: 1, per_host: cores }
+    }
+
+    fn start_worker(&self, slot: usize) -> Worker {
+        let (jobs_tx, jobs_rx) = unbounded::<Vec<u8>>();
+        let registry = self.registry.clone();
+        let results = self.results_tx.clone();
+        let handle = thread::Builder::new()
+            .name(format!("cos-worker-{}", slot + 1))
+            .spawn(move || worker_loop(&registry, &jobs_rx, &results))
+            .map_err(|e| log::error!(target: "cos", "cannot start worker thread: {e}"))
+            .ok();
+        Worker { jobs: handle.as_ref().map(|_| jobs_tx), handle }
+    }
+
+    fn host_of_slot(&self, slot: usize) -> &HostId {
+        &self.hosts[slot / self.per_host]
+    }
+
+    fn busy(&self, slot: usize) -> bool {
+        self.running.values().any(|&s| s == slot)
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) -> Option<(TaskId, Message)> {
+        match decode::<(TaskId, Message)>(frame) {
+            Ok((task, msg)) => {
+                if let Some(slot) = self.running.remove(&task) {
+                    if matches!(msg, Message::WorkerLost(_)) {
+                        // The thread is gone; start a new one in its slot.
+                        if let Some(h) = self.workers[slot].handle.take() {
+                            let _ = h.join();
+                        }
+                        self.workers[slot] = self.start_worker(slot);
+                    } else {
+                        self.exit_next = Some(task);
+                    }
+                }
+                Some((task, msg))
+            }
+            Err(e) => {
+                log::error!(target: "cos", "malformed frame from a worker thread: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Runs jobs until the spawner hangs up. A panic that escapes the registry's own catching
+/// reports the task as lost instead of leaving it unanswered.
+fn worker_loop(registry: &Registry, jobs: &Receiver<Vec<u8>>, results: &Sender<Vec<u8>>) {
+    struct LostGuard<'a> {
+        task: Option<TaskId>,
+        results: &'a Sender<Vec<u8>>,
+    }
+    impl Drop for LostGuard<'_> {
+        fn drop(&mut self) {
+            if let (Some(task), true) = (self.task, thread::panicking()) {
+                if let Ok(f) = encode(&(task, Message::WorkerLost("worker thread panicked".into()))) {
+                    let _ = self.results.send(f);
+                }
+            }
+        }
+    }
+    for frame in jobs {
+        let (task, call) = match decode::<(TaskId, RemoteCall)>(&frame) {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!(target: "cos", "worker thread got a malformed job: {e}");
+                continue;
+            }
+        };
+        let mut guard = LostGuard { task: Some(task), results };
+        let reply = Message::TaskResult(registry.run(&call));
+        guard.task = None;
+        match encode(&(task, reply)) {
+            Ok(f) => {
+                if results.send(f).is_err() {
+                    return;
+                }
+            }
+            Err(e) => log::error!(target: "cos", "cannot encode a result: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for ThreadVm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadVm").field("hosts", &self.hosts).field("per_host", &self.per_host).finish()
+    }
+}
+
+impl VirtualMachine for ThreadVm {
+    fn slots(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    fn free_slots(&self) -> usize {
+        self.workers.len() - self.running.len()
+    }
+
+    fn hosts(&self) -> Vec<HostId> {
+        self.hosts.clone()
+    }
+
+    fn hosts_with_free_slots(&self) -> Vec<HostId> {
+        let mut v: Vec<HostId> =
+            (0..self.workers.len()).filter(|&s| !self.busy(s)).map(|s| self.host_of_slot(s).clone()).collect();
+        v.dedup();
+        v
+    }
+
+    fn task_id(&self) -> TaskId {
+        TaskId { worker: 0, number: 0 }
+    }
+
+    fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
+        match task {
+            Some(t) if t.worker > 0 => self.hosts.get((t.worker as usize - 1) / self.per_host).cloned(),
+            _ => Some(HostId::new("spawner")),
+        }
+    }
+
+    fn parent_task_id(&self) -> Option<TaskId> {
+        None
+    }
+
+    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+        let slot = (0..self.workers.len())
+            .find(|&s| !self.busy(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
+            .ok_or(Error::NoFreeSlot)?;
+        self.next_number += 1;
+        let task = TaskId { worker: slot as u32 + 1, number: self.next_number };
+        let frame = encode(&(task, call))?;
+        if self.workers[slot].jobs.as_ref().is_none_or(|tx| tx.send(frame.clone()).is_err()) {
+            self.workers[slot] = self.start_worker(slot);
+            let tx = self.workers[slot].jobs.as_ref().ok_or_else(|| Error::Vm("cannot start a worker thread".into()))?;
+            tx.send(frame).map_err(|_| Error::Vm("worker thread is gone".into()))?;
+        }
+        self.running.insert(task, slot);
+        Ok(task)
+    }
+
+    fn receive_message(&mut self, timeout: Option<Duration>) -> Result<Option<(TaskId, Message)>, Error> {
+        if let Some(task) = self.exit_next.take() {
+            return Ok(Some((task, Message::TaskExit)));
+        }
+        loop {
+            let frame = match timeout {
+                None => self.results_rx.recv().map_err(|_| Error::Vm("result channel closed".into()))?,
+                Some(d) if d.is_zero() => match self.results_rx.try_recv() {
+                    Ok(f) => f,
+                    Err(TryRecvError::Empty) => return Ok(None),
+                    Err(TryRecvError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
+                },
+                Some(d) => match self.results_rx.recv_timeout(d) {
+                    Ok(f) => f,
+                    Err(RecvTimeoutError::Timeout) => return Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
+                },
+            };
+            if let Some(m) = self.on_frame(&frame) {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    fn send_message(&mut self, dest: TaskId, _message: Message) -> Result<(), Error> {
+        Err(Error::Vm(format!("ThreadVm workers take no messages (to {dest})")))
+    }
+
+    fn finalize(&mut self) {
+        for w in &mut self.workers {
+            w.jobs = None;
+        }
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+        self.running.clear();
+    }
+}
+
+impl Drop for ThreadVm {
+    fn drop(&mut self) {
+        self.finalize();
+    }
+}
