@@ -39,6 +39,7 @@ mod error;
 mod os;
 mod scheduler;
 mod spawn;
+mod storage;
 mod syscall;
 mod task;
 mod vm;
@@ -51,8 +52,14 @@ pub use os::{
     try_join, try_join_any, with_vm, yield_now,
 };
 pub use spawn::{spawn_remote, Spawn, Spawned};
+pub use storage::{
+    local_storage, mirrored_storage, to_abstract_path, to_abstract_path_in, to_actual_path,
+    to_actual_path_in, AbstractPath,
+};
 pub use syscall::SpawnInfo;
 pub use task::{Joined, Outcome, Task, Tid, Value};
+#[cfg(feature = "mpi")]
+pub use vm::MpiVm;
 pub use vm::{
     HostId, Message, Registry, RemoteCall, RemoteFailure, RemoteFn, SimEvent, SimTrace, SimVm, TaskId,
     ThreadVm, ThreadVmBuilder, VirtualMachine,

@@ -1,6 +1,8 @@
 //! Task outsourcing: the virtual machine interface, messages, remote functions and machines.
 
 pub(crate) mod message;
+#[cfg(feature = "mpi")]
+mod mpi;
 pub(crate) mod registry;
 mod sim;
 mod thread;
@@ -8,6 +10,8 @@ pub(crate) mod worker;
 
 use std::time::Duration;
 
+#[cfg(feature = "mpi")]
+pub use self::mpi::MpiVm;
 use crate::error::Error;
 pub use message::{HostId, Message, RemoteCall, RemoteFailure, TaskId};
 pub use registry::{Registry, RemoteFn};

@@ -1,0 +1,188 @@
+//! Checks the MPI machine on a real MPI job. Build and run it with
+//!
+//! ```text
+//! cargo build --release --features mpi --example mpi_check
+//! mpirun --oversubscribe -n 4 target/release/examples/mpi_check
+//! ```
+//!
+//! Rank 0 dispatches jobs over the other ranks, targets its own host, runs a task that panics
+//! on its worker, and waits for a slow task while measuring its own CPU time; then it finalizes
+//! the machine, which ends the workers. It prints `mpi: N passed, M failed` and exits non-zero
+//! when a check failed.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cos::VirtualMachine;
+
+static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
+static WHERE: cos::RemoteFn<(), String> =
+    cos::RemoteFn::new("where", |()| mpi::environment::processor_name().unwrap_or_default());
+static FAIL: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("fail", |x| panic!("job {x} fails on purpose"));
+static SLEEP: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("sleep_ms", |ms| {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+});
+
+/// A check: `Err` says what went wrong.
+type Check<'a> = &'a dyn Fn() -> Result<(), String>;
+
+/// This process's user and system CPU time, in clock ticks of 10 ms (`/proc/self/stat`).
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command name: state is field 3, utime field 14, stime field 15.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// This thread's time on a CPU, in nanoseconds (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// 100 jobs over the workers give what the same function gives here.
+fn check_dispatch() -> Result<(), String> {
+    let results = cos::dispatch((0..100).map(|i| cos::job(&DOUBLE, i))).map_err(|e| e.to_string())?;
+    let results: Vec<u64> = results.into_iter().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let expected: Vec<u64> = (0..100).map(|i| DOUBLE.call(i)).collect();
+    if results != expected {
+        return Err(format!("results {results:?}"));
+    }
+    Ok(())
+}
+
+/// Slots are the world's ranks, the spawner's own never free; the hosts include this one.
+fn check_slots(size: usize, here: &cos::HostId) -> Result<(), String> {
+    let (slots, free) = (cos::slots(), cos::free_slots());
+    if slots != Some(size) || free != Some(size - 1) {
+        return Err(format!("slots {slots:?}, free slots {free:?} in a world of {size}"));
+    }
+    let hosts = cos::hosts();
+    if !hosts.contains(here) || hosts.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("hosts {hosts:?} (this host: {here})"));
+    }
+    Ok(())
+}
+
+/// A task aimed at this host runs there; a host that does not exist has no free slot.
+fn check_targeting(here: &cos::HostId) -> Result<(), String> {
+    let s = cos::Spawn::new(&WHERE, ()).host(here.clone()).start().map_err(|e| e.to_string())?;
+    if s.host.as_ref() != Some(here) {
+        return Err(format!("spawned on {:?}, not on {here}", s.host));
+    }
+    let ran_on = cos::join(s.task).map_err(|e| e.to_string())?;
+    if ran_on != here.name() {
+        return Err(format!("ran on {ran_on:?}, not on {here}"));
+    }
+    let nowhere = cos::HostId::new("no-such-host.invalid");
+    match cos::Spawn::new(&WHERE, ()).host(nowhere).block(false).enqueue(false).start() {
+        Err(cos::Error::NoFreeSlot) => Ok(()),
+        other => Err(format!("spawn on a missing host gave {:?}", other.map(|s| s.host))),
+    }
+}
+
+/// A panicking task fails at its join; its rank and every other one then run jobs again.
+fn check_failure() -> Result<(), String> {
+    let failing = cos::Spawn::new(&FAIL, 7).start().map_err(|e| e.to_string())?;
+    let rank = failing.task_id.map(|t| t.worker);
+    match cos::join(failing.task) {
+        Err(cos::Error::Remote(m)) if m.contains("job 7 fails on purpose") => {}
+        other => return Err(format!("failing task joined as {other:?}")),
+    }
+    // With every slot free, one job per free slot reaches every worker rank.
+    let free = cos::free_slots().unwrap_or(0);
+    let mut started = Vec::new();
+    for i in 0..free as u64 {
+        let s = cos::Spawn::new(&DOUBLE, i).block(false).enqueue(false).start().map_err(|e| e.to_string())?;
+        started.push((i, s));
+    }
+    if !started.iter().any(|(_, s)| s.task_id.map(|t| t.worker) == rank) {
+        return Err(format!("rank {rank:?} got no job after its task failed"));
+    }
+    for (i, s) in started {
+        let v = cos::join(s.task).map_err(|e| e.to_string())?;
+        if v != 2 * i {
+            return Err(format!("job {i} gave {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// Waiting for a slow worker leaves the spawner's CPU (nearly) idle: it does not spin.
+fn check_idle_wait() -> Result<(), String> {
+    let task = cos::spawn_remote(&SLEEP, 1000).map_err(|e| e.to_string())?;
+    let (t0, ticks0, ns0) = (Instant::now(), cpu_ticks(), thread_cpu_ns());
+    let slept = cos::join(task).map_err(|e| e.to_string())?;
+    let wall = t0.elapsed().as_secs_f64();
+    let (ticks1, ns1) = (cpu_ticks(), thread_cpu_ns());
+    let process = ticks0.zip(ticks1).map(|(a, b)| (b - a) as f64 * 0.01 / wall * 100.0);
+    let thread = ns0.zip(ns1).map(|(a, b)| (b - a) as f64 * 1e-9 / wall * 100.0);
+    println!(
+        "spawner CPU while waiting {wall:.2} s for a worker: process {}, main thread {}",
+        process.map_or("n/a".into(), |p| format!("{p:.2}%")),
+        thread.map_or("n/a".into(), |p| format!("{p:.2}%")),
+    );
+    if slept != 1000 {
+        return Err(format!("the slow task gave {slept}"));
+    }
+    // Spinning would show as a whole core; the limit only tells spinning from waiting.
+    match thread.or(process) {
+        Some(p) if p > 50.0 => Err(format!("the spawner spins while it waits ({p:.1}% of a core)")),
+        _ => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    // The failing-task check panics on a worker on purpose: one line instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+    let registry = cos::Registry::new().with(&DOUBLE).with(&WHERE).with(&FAIL).with(&SLEEP);
+    // Only rank 0 comes back; the other ranks work until the machine is finalized.
+    let vm = match cos::MpiVm::init(registry) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("mpi_check: {e}");
+            println!("mpi: 0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let size = vm.slots();
+    let here = vm.host_id(None).unwrap_or_else(|| cos::HostId::new("?"));
+    println!("MPI machine: {size} ranks, this host {here}");
+    if size < 2 {
+        eprintln!("mpi_check: needs at least 2 ranks (run it with mpirun -n 4)");
+        println!("mpi: 0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    }
+    if cos::set_vm(vm) != Ok(true) {
+        println!("mpi: 0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    }
+
+    let checks: [(&str, Check); 5] = [
+        ("slots and hosts", &|| check_slots(size, &here)),
+        ("dispatch of 100 jobs", &check_dispatch),
+        ("host targeting", &|| check_targeting(&here)),
+        ("failing task", &check_failure),
+        ("idle wait", &check_idle_wait),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, check) in checks {
+        match check() {
+            Ok(()) => {
+                passed += 1;
+                println!("ok     {name}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAILED {name}: {e}");
+            }
+        }
+    }
+    cos::finalize();
+    println!("mpi: {passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
