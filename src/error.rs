@@ -100,6 +100,9 @@ pub enum Error {
     WorkerLost(String),
     /// A virtual machine refused or failed an operation.
     Vm(String),
+    /// A call was given an argument outside its domain (for example an empty box to optimize
+    /// over).
+    InvalidArgument(String),
 }
 
 impl fmt::Display for Error {
@@ -118,6 +121,7 @@ impl fmt::Display for Error {
             Error::Remote(e) => write!(f, "remote task failed: {e}"),
             Error::WorkerLost(e) => write!(f, "worker lost: {e}"),
             Error::Vm(e) => write!(f, "virtual machine: {e}"),
+            Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
         }
     }
 }

@@ -36,6 +36,7 @@
 
 mod dispatch;
 mod error;
+pub mod optimize;
 mod os;
 mod scheduler;
 mod spawn;
