@@ -28,18 +28,32 @@ pub(crate) fn syscall(call: SysCall) -> SysReturn {
     if in_task() {
         return suspend(call);
     }
-    with(|s| s.handle(Tid::MAIN, call));
-    drive()
+    OS.with(|os| {
+        let next = {
+            let mut s = os.borrow_mut();
+            s.handle(Tid::MAIN, call);
+            s.next()
+        };
+        drive(os, next)
+    })
 }
 
-/// The scheduler loop, on the main program's stack, until the main program may go on.
-fn drive() -> SysReturn {
+/// The scheduler loop, on the main program's stack, until the main program may go on. The
+/// scheduler is not borrowed while a task runs, nor while values it dropped are destroyed (their
+/// destructors may use the OS).
+fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
     loop {
-        match with(Scheduler::next) {
+        match next {
             Next::Main(answer) => return answer,
             Next::Run(tid, mut task, input) => {
                 let step = task.resume(input);
-                with(|s| s.after_run(tid, task, step));
+                let (dropped, n) = {
+                    let mut s = os.borrow_mut();
+                    s.after_run(tid, task, step);
+                    (s.take_dropped(), s.next())
+                };
+                drop(dropped);
+                next = n;
             }
         }
     }
@@ -287,10 +301,7 @@ pub fn finalize() {
 /// assert_eq!(cos::with_vm(|vm| vm.slots()), None);
 /// ```
 pub fn with_vm<R>(f: impl FnOnce(&mut dyn VirtualMachine) -> R) -> Option<R> {
-    with(|s| match s.vm.as_mut() {
-        Some(vm) => Some(f(vm.as_mut())),
-        None => None,
-    })
+    with(|s| s.vm.as_mut().map(|vm| f(vm.as_mut())))
 }
 
 /// Sets the stack size, in bytes, of local tasks spawned from now on (default 256 KiB; each

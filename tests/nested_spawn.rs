@@ -258,7 +258,6 @@ impl Drop for AsksTid {
 }
 
 #[test]
-#[ignore = "known bug: Scheduler::finish drops values while the scheduler is borrowed"]
 fn values_dropped_by_the_scheduler_may_call_the_os_in_their_destructors() {
     fresh(|| {
         let seen: Rc<RefCell<Vec<Tid>>> = Rc::new(RefCell::new(Vec::new()));

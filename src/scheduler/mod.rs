@@ -47,6 +47,9 @@ pub(crate) struct Scheduler {
     pub(crate) queue_host: BTreeMap<HostId, VecDeque<Queued>>,
     /// Orders queued spawns across queues.
     pub(crate) queue_seq: u64,
+    /// Values the scheduler let go of (orphans' values, unjoined children of finished tasks);
+    /// the driver drops them once the scheduler is no longer borrowed.
+    dropped: Vec<Outcome>,
 }
 
 impl Scheduler {
@@ -64,6 +67,7 @@ impl Scheduler {
             queue_any: VecDeque::new(),
             queue_host: BTreeMap::new(),
             queue_seq: 0,
+            dropped: Vec::new(),
         }
     }
 
@@ -155,9 +159,12 @@ impl Scheduler {
     pub(crate) fn finish(&mut self, tid: Tid, outcome: Outcome) {
         let Some(entry) = self.tasks.remove(&tid) else { return };
         let parent_tid = entry.parent;
-        drop(entry);
+        if !entry.finished.is_empty() {
+            self.dropped.extend(entry.finished.into_values());
+        }
         let Some(parent) = self.tasks.get_mut(&parent_tid) else {
             log::debug!(target: "cos", "orphan task {tid} finished; its value is dropped");
+            self.dropped.push(outcome);
             return;
         };
         parent.children -= 1;
@@ -171,6 +178,15 @@ impl Scheduler {
             self.reply(parent_tid, SysReturn::Joined(Ok(Some(joined))));
         } else {
             parent.finished.insert(tid, outcome);
+        }
+    }
+
+    /// The values let go of since the last call, to be dropped outside the scheduler's borrow.
+    pub(crate) fn take_dropped(&mut self) -> Vec<Outcome> {
+        if self.dropped.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.dropped)
         }
     }
 
