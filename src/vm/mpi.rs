@@ -4,8 +4,8 @@
 //! [`MpiVm::init`] and leaves it only when the spawner finalizes the machine.
 //!
 //! OpenMPI's blocking probes and receives spin at full CPU, so both sides wait with
-//! non-blocking probes and tests between sleeps that grow from 20 µs to 1 ms and start again
-//! after every message.
+//! non-blocking probes and tests between sleeps that grow by a quarter from 20 µs to 1 ms and
+//! start again after every message.
 //!
 //! Protocol (postcard payloads, byte messages on `MPI_COMM_WORLD`): a worker greets the spawner
 //! with its processor name; the spawner sends a job `(TaskId, RemoteCall)` to an idle worker,
@@ -48,14 +48,15 @@ impl Backoff {
         Backoff(FIRST_WAIT)
     }
 
-    /// Sleeps for the current delay, but not past `deadline`, and doubles the delay.
+    /// Sleeps for the current delay, but not past `deadline`, and makes the delay a quarter
+    /// longer (so a message waits at most a quarter of the time already waited, or 1 ms).
     fn wait(&mut self, deadline: Option<Instant>) {
         let mut d = self.0;
         if let Some(end) = deadline {
             d = d.min(end.saturating_duration_since(Instant::now()));
         }
         thread::sleep(d);
-        self.0 = (self.0 * 2).min(LONGEST_WAIT);
+        self.0 = (self.0 * 5 / 4).min(LONGEST_WAIT);
     }
 }
 
