@@ -7,7 +7,7 @@
 //!
 //! Rank 0 dispatches jobs over the other ranks, targets its own host, runs a task that panics
 //! on its worker, and waits for a slow task while measuring its own CPU time; then it finalizes
-//! the machine, which ends the workers. It prints `mpi: N passed, M failed` and exits non-zero
+//! the machine while a task still runs, which ends the workers. It prints `mpi: N passed, M failed` and exits non-zero
 //! when a check failed.
 
 use std::process::ExitCode;
@@ -178,7 +178,23 @@ fn main() -> ExitCode {
             }
         }
     }
-    cos::finalize();
+    // Finalize waits for a task that still runs, then ends every worker (mpirun returns 0 only
+    // when all ranks exit with 0).
+    match cos::Spawn::new(&SLEEP, 200).block(false).enqueue(false).start() {
+        Ok(s) if s.task_id.is_some() => {
+            cos::finalize();
+            passed += 1;
+            println!("ok     finalize with a running task");
+        }
+        other => {
+            cos::finalize();
+            failed += 1;
+            println!(
+                "FAILED finalize with a running task: the task did not start ({:?})",
+                other.map(|s| s.task_id)
+            );
+        }
+    }
     println!("mpi: {passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS
