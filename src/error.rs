@@ -100,6 +100,12 @@ pub enum Error {
     WorkerLost(String),
     /// A virtual machine refused or failed an operation.
     Vm(String),
+    /// The task was cancelled before it finished.
+    Cancelled(Tid),
+    /// A deadline passed: a join's, or a remote task's own.
+    Timeout,
+    /// The local task overflowed its stack (it hit its guard page).
+    StackOverflow(Tid),
     /// A call was given an argument outside its domain (for example an empty box to optimize
     /// over).
     InvalidArgument(String),
@@ -121,6 +127,9 @@ impl fmt::Display for Error {
             Error::Remote(e) => write!(f, "remote task failed: {e}"),
             Error::WorkerLost(e) => write!(f, "worker lost: {e}"),
             Error::Vm(e) => write!(f, "virtual machine: {e}"),
+            Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
+            Error::Timeout => f.write_str("deadline passed"),
+            Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
         }
     }

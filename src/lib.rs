@@ -40,6 +40,7 @@ pub mod optimize;
 mod os;
 mod scheduler;
 mod spawn;
+mod spawner_call;
 mod storage;
 mod syscall;
 mod task;
@@ -48,11 +49,12 @@ mod vm;
 pub use dispatch::{dispatch, dispatch_single, job, Collected, Dispatch, Job};
 pub use error::{DeadlockReport, Error, WaitReason};
 pub use os::{
-    finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, local_task_count,
+    cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout, local_task_count,
     remote_task_count, set_stack_size, set_vm, slots, spawn, stack_size, task_count, tid,
     try_join, try_join_any, with_vm, yield_now,
 };
 pub use spawn::{spawn_remote, Spawn, Spawned};
+pub use spawner_call::spawner_call;
 pub use storage::{
     local_storage, mirrored_storage, to_abstract_path, to_abstract_path_in, to_actual_path,
     to_actual_path_in, AbstractPath,
@@ -62,6 +64,6 @@ pub use task::{Joined, Outcome, Task, Tid, Value};
 #[cfg(feature = "mpi")]
 pub use vm::MpiVm;
 pub use vm::{
-    HostId, Message, Registry, RemoteCall, RemoteFailure, RemoteFn, SimEvent, SimTrace, SimVm, TaskId,
-    ThreadVm, ThreadVmBuilder, VirtualMachine,
+    start, HostId, Machine, Message, ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteFailure,
+    RemoteFn, SimEvent, SimTrace, SimVm, TaskId, ThreadVm, ThreadVmBuilder, VirtualMachine,
 };

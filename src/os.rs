@@ -6,6 +6,7 @@
 //! until it can go on; from a task they switch to that loop.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::scheduler::{Next, Scheduler};
@@ -114,10 +115,56 @@ pub fn yield_now() {
 /// assert!(cos::join_list(&[], true).unwrap().is_none());
 /// ```
 pub fn join_list(tids: &[Tid], block: bool) -> Result<Option<Joined>, Error> {
-    match syscall(SysCall::Join { tids: tids.to_vec(), block }) {
+    join_call(tids, block, None)
+}
+
+fn join_call(tids: &[Tid], block: bool, deadline: Option<Instant>) -> Result<Option<Joined>, Error> {
+    match syscall(SysCall::Join { tids: tids.to_vec(), block, deadline }) {
         SysReturn::Joined(r) => r,
         _ => unreachable!("join answered with another call's answer"),
     }
+}
+
+/// A blocking [`join_list`] that gives up after `timeout`.
+///
+/// # Errors
+/// [`Error::Timeout`] when no listed child finished in time (the children run on), or an error
+/// as in [`join_list`].
+///
+/// ```
+/// use std::time::Duration;
+/// let slow = cos::spawn(|| loop { cos::yield_now() }).unwrap();
+/// let r = cos::join_timeout(&[slow.tid()], Duration::from_millis(10));
+/// assert_eq!(r.unwrap_err(), cos::Error::Timeout);
+/// assert_eq!(cos::cancel(slow.tid()), Ok(true));
+/// ```
+pub fn join_timeout(tids: &[Tid], timeout: Duration) -> Result<Option<Joined>, Error> {
+    join_call(tids, true, Some(Instant::now() + timeout))
+}
+
+/// Cancels a child of the running task. A local child is taken off the queues and its stack
+/// unwound, so its destructors run (they must not make `cos` system calls); a remote child is
+/// stopped by the machine, which frees its slot. Its joiner gets [`Error::Cancelled`]. Its own
+/// children run on as orphans.
+///
+/// Returns `Ok(false)` when the child had already finished: its value stays joinable.
+///
+/// # Errors
+/// [`Error::NotAChild`], [`Error::UnknownTask`] or [`Error::JoinScheduler`] as for a join;
+/// [`Error::Vm`] when the machine cannot stop a remote task.
+///
+/// ```
+/// let t = cos::spawn(|| loop { cos::yield_now() }).unwrap();
+/// assert_eq!(cos::cancel(t.tid()), Ok(true));
+/// assert_eq!(cos::join(t), Err(cos::Error::Cancelled(t.tid())));
+/// ```
+pub fn cancel(tid: Tid) -> Result<bool, Error> {
+    let (result, graveyard) = with(|s| {
+        let caller = s.current;
+        (s.cancel(caller, tid), s.take_dropped())
+    });
+    drop(graveyard);
+    result
 }
 
 /// Waits for any child to finish and joins it (the lowest finished tid first); `Ok(None)` when

@@ -65,6 +65,7 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
                 block: true,
                 enqueue: true,
                 remote: true,
+                limit: None,
                 reserved: None,
             })
         });
@@ -122,6 +123,20 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
     /// ```
     pub fn enqueue(self, enqueue: bool) -> Self {
         self.set(|s| s.enqueue = enqueue)
+    }
+
+    /// Cancels the remote task when it runs longer than `limit` (counted from its start on a
+    /// worker); its joiner then gets [`Error::Timeout`] and its slot is freed. Needs a machine
+    /// that can cancel tasks (the process machine kills and restarts the worker); a local
+    /// fallback task is not limited.
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s = cos::Spawn::new(&ONE, ()).time_limit(std::time::Duration::from_secs(60)).start().unwrap();
+    /// assert_eq!(cos::join(s.task).unwrap(), 1);
+    /// ```
+    pub fn time_limit(self, limit: std::time::Duration) -> Self {
+        self.set(|s| s.limit = Some(limit))
     }
 
     /// Starts the task.

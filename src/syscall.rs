@@ -1,5 +1,7 @@
 //! System calls: what a task hands the scheduler, and what it gets back.
 
+use std::time::{Duration, Instant};
+
 use crate::error::Error;
 use crate::task::{Joined, LocalTask, Outcome, Tid};
 use crate::vm::{HostId, RemoteCall, TaskId};
@@ -11,7 +13,7 @@ pub(crate) enum SysCall {
     /// Go to the back of the ready queue.
     Yield,
     /// Join one finished child (PyOPUS's `Join(tidList, block)`).
-    Join { tids: Vec<Tid>, block: bool },
+    Join { tids: Vec<Tid>, block: bool, deadline: Option<Instant> },
 }
 
 /// What a spawn starts.
@@ -34,6 +36,8 @@ pub(crate) struct RemoteSpawn {
     pub enqueue: bool,
     /// Whether remote execution was asked for; `false` (or no machine) runs `call` locally.
     pub remote: bool,
+    /// How long the remote task may run before it is cancelled with [`Error::Timeout`].
+    pub limit: Option<Duration>,
     /// The tid given to a non-blocking enqueued spawn, kept when the spawn is served later.
     pub reserved: Option<Tid>,
 }

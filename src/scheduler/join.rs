@@ -1,5 +1,7 @@
 //! The Join system call.
 
+use std::time::Instant;
+
 use crate::error::Error;
 use crate::scheduler::Scheduler;
 use crate::syscall::SysReturn;
@@ -9,7 +11,7 @@ use crate::task::{Joined, Tid};
 impl Scheduler {
     /// PyOPUS's Join: at most one finished child, the lowest tid first; an empty list means any
     /// child; a blocking join with nothing finished waits until a matching child finishes.
-    pub(crate) fn handle_join(&mut self, tid: Tid, tids: Vec<Tid>, block: bool) {
+    pub(crate) fn handle_join(&mut self, tid: Tid, tids: Vec<Tid>, block: bool, deadline: Option<Instant>) {
         match self.find_finished(tid, &tids) {
             Err(e) => self.reply(tid, SysReturn::Joined(Err(e))),
             Ok(Some(joined)) => self.reply(tid, SysReturn::Joined(Ok(Some(joined)))),
@@ -20,6 +22,10 @@ impl Scheduler {
                 log::debug!(target: "cos", "task {tid} waits in join on {tids:?}");
                 if let Some(e) = self.tasks.get_mut(&tid) {
                     e.state = State::Waiting(Wait::Join(tids));
+                    e.deadline = deadline;
+                }
+                if let Some(at) = deadline {
+                    self.timers.insert((at, tid));
                 }
             }
         }

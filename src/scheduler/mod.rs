@@ -4,12 +4,14 @@
 //! [`Scheduler::next`] what to do, resumes a local task without holding the scheduler, and hands
 //! the result to [`Scheduler::after_run`].
 
+mod cancel;
 mod deadlock;
 mod join;
 mod remote;
 mod spawn;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::syscall::{SysCall, SysReturn};
@@ -50,6 +52,27 @@ pub(crate) struct Scheduler {
     /// Values the scheduler let go of (orphans' values, unjoined children of finished tasks);
     /// the driver drops them once the scheduler is no longer borrowed.
     dropped: Vec<Outcome>,
+    /// Cancelled local tasks, unwound by the driver outside the scheduler's borrow.
+    pub(crate) unwind: Vec<LocalTask>,
+    /// Deadlines of blocked joins and of remote tasks, earliest first.
+    pub(crate) timers: BTreeSet<(Instant, Tid)>,
+}
+
+/// What the scheduler let go of, destroyed by the driver once the scheduler is not borrowed:
+/// values (their destructors may use the OS) and cancelled tasks (unwinding runs their
+/// destructors).
+pub(crate) struct Graveyard {
+    values: Vec<Outcome>,
+    tasks: Vec<LocalTask>,
+}
+
+impl Drop for Graveyard {
+    fn drop(&mut self) {
+        self.values.clear();
+        for t in self.tasks.drain(..) {
+            drop(t.into_stack());
+        }
+    }
 }
 
 impl Scheduler {
@@ -68,6 +91,8 @@ impl Scheduler {
             queue_host: BTreeMap::new(),
             queue_seq: 0,
             dropped: Vec::new(),
+            unwind: Vec::new(),
+            timers: BTreeSet::new(),
         }
     }
 
@@ -94,6 +119,9 @@ impl Scheduler {
     pub(crate) fn reply(&mut self, tid: Tid, answer: SysReturn) {
         if let Some(e) = self.tasks.get_mut(&tid) {
             e.sendval = answer;
+            if let Some(at) = e.deadline.take() {
+                self.timers.remove(&(at, tid));
+            }
         }
         self.schedule(tid);
     }
@@ -103,7 +131,7 @@ impl Scheduler {
         match call {
             SysCall::Yield => self.schedule(tid),
             SysCall::Spawn(s) => self.handle_spawn(tid, s),
-            SysCall::Join { tids, block } => self.handle_join(tid, tids, block),
+            SysCall::Join { tids, block, deadline } => self.handle_join(tid, tids, block, deadline),
         }
     }
 
@@ -111,7 +139,15 @@ impl Scheduler {
     pub(crate) fn next(&mut self) -> Next {
         loop {
             self.poll_vm();
+            if !self.timers.is_empty() {
+                self.expire_timers();
+            }
             let Some(tid) = self.ready.pop_front() else {
+                if let Some(&(at, _)) = self.timers.first() {
+                    // Nothing can run and no machine message can come: only time passes.
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                    continue;
+                }
                 return Next::Main(self.deadlock());
             };
             let Some(e) = self.tasks.get_mut(&tid) else { continue };
@@ -182,11 +218,11 @@ impl Scheduler {
     }
 
     /// The values let go of since the last call, to be dropped outside the scheduler's borrow.
-    pub(crate) fn take_dropped(&mut self) -> Vec<Outcome> {
-        if self.dropped.is_empty() {
-            Vec::new()
+    pub(crate) fn take_dropped(&mut self) -> Option<Graveyard> {
+        if self.dropped.is_empty() && self.unwind.is_empty() {
+            None
         } else {
-            std::mem::take(&mut self.dropped)
+            Some(Graveyard { values: std::mem::take(&mut self.dropped), tasks: std::mem::take(&mut self.unwind) })
         }
     }
 

@@ -17,7 +17,12 @@ impl Scheduler {
             if block && self.remote.is_empty() {
                 return;
             }
-            let timeout = if block { None } else { Some(Duration::ZERO) };
+            // A blocking wait lasts at most until the earliest deadline.
+            let timeout = match (block, self.timers.first()) {
+                (false, _) => Some(Duration::ZERO),
+                (true, None) => None,
+                (true, Some(&(at, _))) => Some(at.saturating_duration_since(std::time::Instant::now())),
+            };
             match vm.receive_message(timeout) {
                 Ok(Some((from, msg))) => self.on_message(from, msg),
                 Ok(None) => return,
@@ -50,6 +55,9 @@ impl Scheduler {
             Message::HostAdd(h) => log::debug!(target: "cos", "hosts added: {h:?}"),
             Message::HostDelete(h) => log::debug!(target: "cos", "host deleted: {h}"),
             Message::User(b) => log::debug!(target: "cos", "user message of {} bytes from {from} dropped", b.len()),
+            Message::SpawnerCall { .. } | Message::SpawnerReply(_) => {
+                log::debug!(target: "cos", "spawner-call message from {from} left unanswered by the machine")
+            }
         }
     }
 

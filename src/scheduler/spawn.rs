@@ -47,10 +47,10 @@ impl Scheduler {
     /// PyOPUS's remote spawn: remote when asked, a machine is set and it has (or will have) a
     /// slot; otherwise a local task, silently.
     fn spawn_remote(&mut self, spawner: Tid, spawn: Box<RemoteSpawn>) {
-        let possible = spawn.remote
-            && self.vm.as_ref().is_some_and(|vm| vm.free_slots() + self.remote.len() > 0);
+        let possible =
+            spawn.remote && self.vm.as_ref().is_some_and(|vm| vm.free_slots() + self.remote.len() > 0);
         if !possible {
-            return self.spawn_fallback(spawner, spawn);
+            return self.spawn_fallback(spawner, *spawn);
         }
         let started = self.start_remote(&spawn);
         match started {
@@ -65,6 +65,9 @@ impl Scheduler {
                     }
                 }
                 self.remote.insert(task_id, tid);
+                if let Some(limit) = spawn.limit {
+                    self.set_deadline(tid, std::time::Instant::now() + limit);
+                }
                 log::debug!(target: "cos", "task {spawner} spawned remote task {tid} as {task_id} on {host:?}");
                 if spawn.reserved.is_none() {
                     let info = SpawnInfo { tid, task_id: Some(task_id), host };
@@ -90,8 +93,8 @@ impl Scheduler {
     }
 
     /// Runs a remote spawn as a local task.
-    fn spawn_fallback(&mut self, spawner: Tid, spawn: Box<RemoteSpawn>) {
-        let RemoteSpawn { call, local, reserved, .. } = *spawn;
+    fn spawn_fallback(&mut self, spawner: Tid, spawn: RemoteSpawn) {
+        let RemoteSpawn { call, local, reserved, .. } = spawn;
         let stack = match self.stacks.take() {
             Ok(s) => s,
             Err(e) => {
@@ -137,9 +140,36 @@ impl Scheduler {
         }
     }
 
-    /// A slot freed: serve at most one waiting spawn, one waiting for a host that now has a free
-    /// slot first (the oldest such), else the oldest one waiting for any host.
+    /// A slot freed: serve the waiting spawns in turn until one takes it (a spawn that fails to
+    /// start takes none, and must not leave the others waiting beside a free slot).
+    ///
+    /// A non-blocking spawn whose spawner has finished still starts: like a local orphan, its
+    /// task runs on and its value is dropped.
     pub(crate) fn serve_queued(&mut self) {
+        let waiting = self.queue_any.len() + self.queue_host.values().map(|q| q.len()).sum::<usize>();
+        for _ in 0..waiting {
+            let free = self.vm.as_ref().map_or(0, |vm| vm.free_slots());
+            if free == 0 {
+                return;
+            }
+            let Some(Queued { spawner, spawn, .. }) = self.pop_queued() else { return };
+            let alive = match spawn.reserved {
+                Some(tid) => self.tasks.contains_key(&tid),
+                None => self.tasks.contains_key(&spawner),
+            };
+            if alive {
+                log::debug!(target: "cos", "task {spawner} waited for a free slot; spawning");
+                self.spawn_remote(spawner, spawn);
+            }
+            if self.vm.as_ref().map_or(0, |vm| vm.free_slots()) < free {
+                return;
+            }
+        }
+    }
+
+    /// The next spawn to serve: one waiting for a host that now has a free slot first (the oldest
+    /// such), else the oldest one waiting for any host.
+    fn pop_queued(&mut self) -> Option<Queued> {
         let mut pick: Option<HostId> = None;
         if !self.queue_host.is_empty() {
             if let Some(vm) = self.vm.as_ref() {
@@ -154,7 +184,7 @@ impl Scheduler {
                 }
             }
         }
-        let queued = match pick {
+        match pick {
             Some(h) => {
                 let q = self.queue_host.get_mut(&h).expect("queue present");
                 let item = q.pop_front();
@@ -164,17 +194,6 @@ impl Scheduler {
                 item
             }
             None => self.queue_any.pop_front(),
-        };
-        let Some(Queued { spawner, spawn, .. }) = queued else { return };
-        let alive = match spawn.reserved {
-            Some(tid) => self.tasks.contains_key(&tid) && self.tasks.contains_key(&spawner),
-            None => self.tasks.contains_key(&spawner),
-        };
-        if alive {
-            log::debug!(target: "cos", "task {spawner} waited for a free slot; spawning");
-            self.spawn_remote(spawner, spawn);
-        } else if let Some(tid) = spawn.reserved {
-            self.tasks.remove(&tid);
         }
     }
 
@@ -184,6 +203,16 @@ impl Scheduler {
         self.queue_any.retain(|q| !blocked(q));
         for q in self.queue_host.values_mut() {
             q.retain(|q| !blocked(q));
+        }
+        self.queue_host.retain(|_, q| !q.is_empty());
+    }
+
+    /// Takes a non-blocking spawn's reserved task out of the wait queues.
+    pub(crate) fn unqueue_reserved(&mut self, tid: Tid) {
+        let reserved = |q: &Queued| q.spawn.reserved == Some(tid);
+        self.queue_any.retain(|q| !reserved(q));
+        for q in self.queue_host.values_mut() {
+            q.retain(|q| !reserved(q));
         }
         self.queue_host.retain(|_, q| !q.is_empty());
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
 
 use crate::syscall::SysReturn;
 use crate::task::{LocalTask, Outcome, Tid};
@@ -56,6 +57,8 @@ pub(crate) struct Entry {
     pub body: Body,
     /// The answer it gets when it next runs.
     pub sendval: SysReturn,
+    /// When its blocking join gives up (local tasks), or when it is cancelled (remote tasks).
+    pub deadline: Option<Instant>,
 }
 
 impl Entry {
@@ -68,6 +71,7 @@ impl Entry {
             scheduled: false,
             body,
             sendval: SysReturn::Nothing,
+            deadline: None,
         }
     }
 

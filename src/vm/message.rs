@@ -134,6 +134,17 @@ pub enum Message {
     WorkerLost(String),
     /// Bytes for the user.
     User(Vec<u8>),
+    /// From a worker: run `call` in the spawner (PyOPUS's `spawnerCall`); `reply` asks for a
+    /// [`Message::SpawnerReply`]. The spawner's machine answers it itself, inside
+    /// [`crate::VirtualMachine::receive_message`]; the scheduler never sees it.
+    SpawnerCall {
+        /// The registered function and its arguments.
+        call: RemoteCall,
+        /// Whether the worker waits for the value.
+        reply: bool,
+    },
+    /// To a worker: the value of its [`Message::SpawnerCall`].
+    SpawnerReply(Result<Vec<u8>, RemoteFailure>),
 }
 
 /// Postcard-encodes a value.

@@ -4,7 +4,9 @@ pub(crate) mod message;
 #[cfg(feature = "mpi")]
 mod mpi;
 pub(crate) mod registry;
+pub(crate) mod process;
 mod sim;
+mod select;
 mod thread;
 pub(crate) mod worker;
 
@@ -14,7 +16,9 @@ use std::time::Duration;
 pub use self::mpi::MpiVm;
 use crate::error::Error;
 pub use message::{HostId, Message, RemoteCall, RemoteFailure, TaskId};
+pub use process::{ProcessVm, ProcessVmBuilder};
 pub use registry::{Registry, RemoteFn};
+pub use select::{start, Machine};
 pub use sim::{SimEvent, SimTrace, SimVm};
 pub use thread::{ThreadVm, ThreadVmBuilder};
 
@@ -67,4 +71,12 @@ pub trait VirtualMachine {
     fn send_message(&mut self, dest: TaskId, message: Message) -> Result<(), Error>;
     /// Stops every worker and frees the machine's resources. Called once, at the end.
     fn finalize(&mut self);
+    /// Stops a running task and frees its slot; no message of that task comes afterwards.
+    /// Machines that cannot stop a task refuse (the default).
+    ///
+    /// # Errors
+    /// [`Error::Vm`] when the machine cannot cancel tasks or does not know the task.
+    fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
+        Err(Error::Vm(format!("this machine cannot cancel task {task}")))
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::vm::worker::InlineWorker;
-use crate::vm::{HostId, Message, RemoteCall, Registry, TaskId, VirtualMachine};
+use crate::vm::{HostId, Message, Registry, RemoteCall, TaskId, VirtualMachine};
 
 /// One event of a [`SimVm`] run, in virtual time (microseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub struct SimVm {
     per_host: usize,
     /// Busy slots per host index.
     busy: Vec<usize>,
+    /// Whether each slot (host-major, so slot `s` is worker `s + 1`) runs a task.
+    slot_busy: Vec<bool>,
     now: u64,
     rng: u64,
     latency: Option<Latency>,
@@ -104,6 +106,7 @@ impl SimVm {
             hosts: (0..hosts).map(|h| HostId::new(format!("host{h}"))).collect(),
             per_host: slots_per_host,
             busy: vec![0; hosts],
+            slot_busy: vec![false; hosts * slots_per_host],
             now: 0,
             rng: 0x853c_49e6_748f_ea9b,
             latency: None,
@@ -166,6 +169,7 @@ impl SimVm {
         let (msg, task, host) = self.pending.remove(&(at, n)).expect("pending event");
         self.now = self.now.max(at);
         self.busy[host] -= 1;
+        self.slot_busy[task.worker as usize - 1] = false;
         self.trace.push(SimEvent::Done { at, task });
         self.outbox.push_back((task, msg));
         self.outbox.push_back((task, Message::TaskExit));
@@ -193,7 +197,12 @@ impl VirtualMachine for SimVm {
     }
 
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
-        self.hosts.iter().zip(&self.busy).filter(|(_, b)| **b < self.per_host).map(|(h, _)| h.clone()).collect()
+        self.hosts
+            .iter()
+            .zip(&self.busy)
+            .filter(|(_, b)| **b < self.per_host)
+            .map(|(h, _)| h.clone())
+            .collect()
     }
 
     fn task_id(&self) -> TaskId {
@@ -219,10 +228,19 @@ impl VirtualMachine for SimVm {
         self.busy[host] += 1;
         self.next_number += 1;
         let n = self.next_number;
-        let slot = host * self.per_host + self.busy[host];
-        let task = TaskId { worker: slot as u32, number: n };
+        // A free slot of that host: tasks running at once never share a worker id.
+        let slot = (host * self.per_host..(host + 1) * self.per_host)
+            .find(|&s| !self.slot_busy[s])
+            .expect("a host with a free slot has a free slot");
+        self.slot_busy[slot] = true;
+        let task = TaskId { worker: slot as u32 + 1, number: n };
         let latency = self.next_latency(&call, n);
-        self.trace.push(SimEvent::Spawn { at: self.now, task, host: self.hosts[host].clone(), function: call.function.clone() });
+        self.trace.push(SimEvent::Spawn {
+            at: self.now,
+            task,
+            host: self.hosts[host].clone(),
+            function: call.function.clone(),
+        });
         let result = self.worker.run(call)?;
         self.pending.insert((self.now + latency, n), (Message::TaskResult(result), task, host));
         Ok(task)
@@ -245,5 +263,15 @@ impl VirtualMachine for SimVm {
     fn finalize(&mut self) {
         self.pending.clear();
         self.outbox.clear();
+    }
+
+    fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
+        let key = self.pending.iter().find(|(_, (_, t, _))| *t == task).map(|(k, _)| *k);
+        let key = key.ok_or_else(|| Error::Vm(format!("SimVm has no running task {task}")))?;
+        let (_, _, host) = self.pending.remove(&key).expect("pending event");
+        self.busy[host] -= 1;
+        self.slot_busy[task.worker as usize - 1] = false;
+        self.trace.push(SimEvent::Done { at: self.now, task });
+        Ok(())
     }
 }

@@ -3,13 +3,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::error::Error;
+use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
-use crate::vm::{HostId, Message, RemoteCall, Registry, TaskId, VirtualMachine};
+use crate::vm::worker::InlineWorker;
+use crate::vm::{HostId, Message, RemoteCall, RemoteFailure, Registry, TaskId, VirtualMachine};
+
+type Reply = Result<Vec<u8>, RemoteFailure>;
 
 /// Worker threads in this process, each with its own cooperative OS, grouped into simulated
 /// hosts so that host targeting works as on a cluster. Every job and every result crosses as
@@ -34,10 +38,14 @@ pub struct ThreadVm {
     running: HashMap<TaskId, usize>,
     /// The exit message that follows the result just delivered.
     exit_next: Option<TaskId>,
+    /// Runs the workers' calls of [`crate::spawner_call`], started on first use.
+    inline: Option<InlineWorker>,
 }
 
 struct Worker {
     jobs: Option<Sender<Vec<u8>>>,
+    /// Answers to the worker's spawner calls.
+    replies: Option<Sender<Reply>>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
@@ -94,6 +102,7 @@ impl ThreadVmBuilder {
             next_number: 0,
             running: HashMap::new(),
             exit_next: None,
+            inline: None,
         };
         vm.workers = (0..self.hosts * self.per_host).map(|i| vm.start_worker(i)).collect();
         vm
@@ -124,14 +133,19 @@ impl ThreadVm {
 
     fn start_worker(&self, slot: usize) -> Worker {
         let (jobs_tx, jobs_rx) = unbounded::<Vec<u8>>();
+        let (replies_tx, replies_rx) = unbounded::<Reply>();
         let registry = self.registry.clone();
         let results = self.results_tx.clone();
         let handle = thread::Builder::new()
             .name(format!("cos-worker-{}", slot + 1))
-            .spawn(move || worker_loop(&registry, &jobs_rx, &results))
+            .spawn(move || {
+                let link = ThreadLink { results: results.clone(), replies: replies_rx };
+                let _link = spawner_call::install(Box::new(link));
+                worker_loop(&registry, &jobs_rx, &results)
+            })
             .map_err(|e| log::error!(target: "cos", "cannot start worker thread: {e}"))
             .ok();
-        Worker { jobs: handle.as_ref().map(|_| jobs_tx), handle }
+        Worker { jobs: handle.as_ref().map(|_| jobs_tx), replies: Some(replies_tx), handle }
     }
 
     fn host_of_slot(&self, slot: usize) -> &HostId {
@@ -144,6 +158,10 @@ impl ThreadVm {
 
     fn on_frame(&mut self, frame: &[u8]) -> Option<(TaskId, Message)> {
         match decode::<(TaskId, Message)>(frame) {
+            Ok((task, Message::SpawnerCall { call, reply })) => {
+                self.spawner_call(task, call, reply);
+                None
+            }
             Ok((task, msg)) => {
                 if let Some(slot) = self.running.remove(&task) {
                     if matches!(msg, Message::WorkerLost(_)) {
@@ -162,6 +180,45 @@ impl ThreadVm {
                 log::error!(target: "cos", "malformed frame from a worker thread: {e}");
                 None
             }
+        }
+    }
+}
+
+impl ThreadVm {
+    /// Runs a worker's spawner call here and answers it when asked to.
+    fn spawner_call(&mut self, task: TaskId, call: RemoteCall, reply: bool) {
+        let registry = &self.registry;
+        let inline = self.inline.get_or_insert_with(|| InlineWorker::new(registry.clone()));
+        let result = inline.run(call).unwrap_or_else(|e| {
+            self.inline = None;
+            Err(RemoteFailure::Panicked(e.to_string()))
+        });
+        if !reply {
+            return;
+        }
+        let tx = self.running.get(&task).and_then(|&slot| self.workers[slot].replies.as_ref());
+        if tx.is_none_or(|tx| tx.send(result).is_err()) {
+            log::error!(target: "cos", "cannot answer the spawner call of task {task}");
+        }
+    }
+}
+
+/// A worker thread's link to the spawner: calls go with its results, replies come on their own
+/// channel.
+struct ThreadLink {
+    results: Sender<Vec<u8>>,
+    replies: Receiver<Reply>,
+}
+
+impl SpawnerLink for ThreadLink {
+    fn call(&mut self, task: TaskId, call: RemoteCall, wait: bool) -> Result<Option<Reply>, Error> {
+        let gone = || Error::Vm("the spawner is gone".into());
+        let frame = encode(&(task, Message::SpawnerCall { call, reply: wait }))?;
+        self.results.send(frame).map_err(|_| gone())?;
+        if wait {
+            self.replies.recv().map(Some).map_err(|_| gone())
+        } else {
+            Ok(None)
         }
     }
 }
@@ -191,7 +248,9 @@ fn worker_loop(registry: &Registry, jobs: &Receiver<Vec<u8>>, results: &Sender<V
             }
         };
         let mut guard = LostGuard { task: Some(task), results };
+        let running = spawner_call::running(task);
         let reply = Message::TaskResult(registry.run(&call));
+        drop(running);
         guard.task = None;
         match encode(&(task, reply)) {
             Ok(f) => {
@@ -265,15 +324,18 @@ impl VirtualMachine for ThreadVm {
         if let Some(task) = self.exit_next.take() {
             return Ok(Some((task, Message::TaskExit)));
         }
+        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         loop {
-            let frame = match timeout {
-                None => self.results_rx.recv().map_err(|_| Error::Vm("result channel closed".into()))?,
-                Some(d) if d.is_zero() => match self.results_rx.try_recv() {
+            let frame = match (timeout, deadline) {
+                (None, _) | (Some(_), None) => {
+                    self.results_rx.recv().map_err(|_| Error::Vm("result channel closed".into()))?
+                }
+                (Some(d), _) if d.is_zero() => match self.results_rx.try_recv() {
                     Ok(f) => f,
                     Err(TryRecvError::Empty) => return Ok(None),
                     Err(TryRecvError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
                 },
-                Some(d) => match self.results_rx.recv_timeout(d) {
+                (Some(_), Some(deadline)) => match self.results_rx.recv_deadline(deadline) {
                     Ok(f) => f,
                     Err(RecvTimeoutError::Timeout) => return Ok(None),
                     Err(RecvTimeoutError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
@@ -292,6 +354,7 @@ impl VirtualMachine for ThreadVm {
     fn finalize(&mut self) {
         for w in &mut self.workers {
             w.jobs = None;
+            w.replies = None;
         }
         for w in &mut self.workers {
             if let Some(h) = w.handle.take() {
@@ -299,6 +362,16 @@ impl VirtualMachine for ThreadVm {
             }
         }
         self.running.clear();
+    }
+
+    /// A thread cannot be stopped from outside: the slot gets a new thread at once and the old
+    /// one is left to finish its call, whose result is dropped.
+    fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
+        let slot = self.running.remove(&task).ok_or_else(|| Error::Vm(format!("no running task {task}")))?;
+        let fresh = self.start_worker(slot);
+        // The old worker's handle is dropped: its thread is detached and ends after its call.
+        drop(std::mem::replace(&mut self.workers[slot], fresh));
+        Ok(())
     }
 }
 

@@ -1,0 +1,184 @@
+//! The program's entry call: become a worker, or choose and set the machine.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+use crate::vm::process::{is_worker_process, worker_main};
+use crate::vm::{ProcessVm, Registry, ThreadVm};
+
+/// The environment variable that names the machine when the command line does not.
+const VM_ENV: &str = "COS_VM";
+
+/// A kind of machine that [`start`] can set up.
+///
+/// ```
+/// let m: cos::Machine = "process".parse().unwrap();
+/// assert_eq!(m, cos::Machine::Process);
+/// assert_eq!(m.to_string(), "process");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Machine {
+    /// [`ThreadVm`]: worker threads in this process (the default).
+    #[default]
+    Thread,
+    /// [`ProcessVm`]: worker processes, this program started again.
+    Process,
+    /// `MpiVm`: MPI ranks (needs the `mpi` feature and a start under `mpirun`).
+    Mpi,
+}
+
+impl Machine {
+    /// The machine's name on the command line.
+    ///
+    /// ```
+    /// assert_eq!(cos::Machine::Thread.name(), "thread");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Thread => "thread",
+            Machine::Process => "process",
+            Machine::Mpi => "mpi",
+        }
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Machine {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "thread" => Ok(Machine::Thread),
+            "process" => Ok(Machine::Process),
+            "mpi" => Ok(Machine::Mpi),
+            other => Err(Error::Vm(format!("unknown machine {other:?} (thread, process or mpi)"))),
+        }
+    }
+}
+
+/// The one call at the top of `main`: makes a worker of a started copy of this program, and
+/// sets up the machine in the spawner.
+///
+/// - In a worker process of a [`ProcessVm`] it serves the spawner with the functions of
+///   `registry` and ends the process when the spawner hangs up: it never returns there, so the
+///   rest of `main` runs in the spawner only. (An MPI rank other than 0 does the same inside
+///   `MpiVm::init`.)
+/// - Otherwise it chooses the machine from `--vm <thread|process|mpi>` or `--vm=<name>` on the
+///   command line, else from the `COS_VM` environment variable, else [`Machine::Thread`];
+///   creates it with its defaults (one slot per available core) and sets it with
+///   [`crate::set_vm`]. The `--vm` argument stays in `std::env::args`, so a program that parses
+///   its own arguments should accept it.
+///
+/// Worker processes are this executable started with the same arguments, so call `start`
+/// before anything that must happen once (reading input, printing a header, ...). The spawner
+/// and the workers must register the same functions: build the registry the same way in both.
+///
+/// # Errors
+/// [`Error::Vm`] for an unknown machine name, for `mpi` in a build without the `mpi` feature,
+/// or when the machine cannot be created (for example when the worker processes do not
+/// start).
+///
+/// ```no_run
+/// static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
+///
+/// fn main() -> Result<(), cos::Error> {
+///     let machine = cos::start(cos::Registry::new().with(&DOUBLE))?;
+///     println!("running on the {machine} machine");
+///     let r = cos::dispatch((0..100).map(|i| cos::job(&DOUBLE, i)))?;
+///     assert_eq!(r[99], Ok(198));
+///     cos::finalize();
+///     Ok(())
+/// }
+/// ```
+pub fn start(registry: Registry) -> Result<Machine, Error> {
+    if is_worker_process() {
+        worker_main(&registry);
+    }
+    let machine = choose(std::env::args_os().skip(1), std::env::var_os(VM_ENV))?;
+    log::debug!(target: "cos", "starting the {machine} machine");
+    match machine {
+        Machine::Thread => {
+            crate::os::set_vm(ThreadVm::new(registry))?;
+        }
+        Machine::Process => {
+            crate::os::set_vm(ProcessVm::new(registry)?)?;
+        }
+        #[cfg(feature = "mpi")]
+        Machine::Mpi => {
+            crate::os::set_vm(crate::vm::MpiVm::init(registry)?)?;
+        }
+        #[cfg(not(feature = "mpi"))]
+        Machine::Mpi => return Err(Error::Vm("built without the mpi feature".into())),
+    }
+    Ok(machine)
+}
+
+/// The machine named by the command line (`--vm name` or `--vm=name`, before any `--`), else
+/// by the environment, else the default.
+fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Result<Machine, Error> {
+    let text = |s: OsString| s.into_string().map_err(|s| Error::Vm(format!("machine name {s:?} is not text")));
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--vm" {
+            let name = args.next().ok_or_else(|| Error::Vm("--vm needs a machine name".into()))?;
+            return text(name)?.parse();
+        }
+        if let Some(name) = arg.to_str().and_then(|a| a.strip_prefix("--vm=")) {
+            return name.parse();
+        }
+    }
+    match env.map(text).transpose()? {
+        Some(name) if !name.is_empty() => name.parse(),
+        _ => Ok(Machine::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_default_is_threads() {
+        assert_eq!(choose(args(&["input.txt"]), None), Ok(Machine::Thread));
+        assert_eq!(choose(args(&[]), Some("".into())), Ok(Machine::Thread));
+    }
+
+    #[test]
+    fn the_command_line_names_the_machine() {
+        assert_eq!(choose(args(&["-x", "--vm", "process"]), None), Ok(Machine::Process));
+        assert_eq!(choose(args(&["--vm=mpi", "file"]), None), Ok(Machine::Mpi));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_environment() {
+        assert_eq!(choose(args(&["--vm", "thread"]), Some("process".into())), Ok(Machine::Thread));
+        assert_eq!(choose(args(&[]), Some("process".into())), Ok(Machine::Process));
+    }
+
+    #[test]
+    fn arguments_after_a_double_dash_are_the_program_s() {
+        assert_eq!(choose(args(&["--", "--vm", "process"]), None), Ok(Machine::Thread));
+    }
+
+    #[test]
+    fn bad_names_are_errors() {
+        assert!(matches!(choose(args(&["--vm", "gpu"]), None), Err(Error::Vm(_))));
+        assert!(matches!(choose(args(&["--vm"]), None), Err(Error::Vm(_))));
+        assert!(matches!(choose(args(&[]), Some("cluster".into())), Err(Error::Vm(_))));
+    }
+}
