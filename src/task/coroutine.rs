@@ -5,6 +5,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 use corosensei::stack::DefaultStack;
+use corosensei::stack::Stack;
+use corosensei::trap::{CoroutineTrapHandler, TrapHandlerRegs};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::error::{panic_text, Error};
@@ -18,6 +20,9 @@ thread_local! {
     /// The yielder of the local task running on this thread right now; null when the code that
     /// runs is the main program (or the scheduler loop, which runs on the main program's stack).
     static YIELDER: Cell<*const Y> = const { Cell::new(ptr::null()) };
+    /// The running task's trap handler and the bottom of its stack's mapping (the guard page),
+    /// for the stack-overflow signal handler.
+    static TRAP: Cell<Option<(CoroutineTrapHandler<Outcome>, usize)>> = const { Cell::new(None) };
     /// Set while the scheduler unwinds a suspended task's stack on purpose, so that the task's
     /// own panic catcher lets that unwinding through.
     static UNWINDING: Cell<bool> = const { Cell::new(false) };
@@ -26,6 +31,8 @@ thread_local! {
 /// A local task: a coroutine on its own stack.
 pub(crate) struct LocalTask {
     co: Co,
+    /// The bottom of the stack's mapping (its guard page).
+    limit: usize,
 }
 
 /// What a local task did when it gave control back.
@@ -42,6 +49,8 @@ impl LocalTask {
     where
         F: FnOnce() -> Outcome + 'static,
     {
+        crate::task::overflow::install();
+        let limit = stack.limit().get();
         let co = Co::with_stack(stack, move |yielder: &Y, _first: SysReturn| {
             YIELDER.with(|y| y.set(yielder));
             match panic::catch_unwind(AssertUnwindSafe(f)) {
@@ -54,12 +63,14 @@ impl LocalTask {
                 }
             }
         });
-        LocalTask { co }
+        LocalTask { co, limit }
     }
 
     /// Runs the task until its next system call or its end.
     pub(crate) fn resume(&mut self, input: SysReturn) -> Step {
+        TRAP.with(|t| t.set(Some((self.co.trap_handler(), self.limit))));
         let r = self.co.resume(input);
+        TRAP.with(|t| t.set(None));
         YIELDER.with(|y| y.set(ptr::null()));
         match r {
             CoroutineResult::Yield(call) => Step::Call(call),
@@ -85,6 +96,30 @@ impl LocalTask {
         None
     }
 }
+
+/// Called by the signal handler on a memory fault: when the fault hit the guard page of the
+/// running task's stack, that task is made to return [`Error::StackOverflow`] once the handler
+/// returns; the registers to set in the interrupted context come back.
+///
+/// # Safety
+/// Only from a SIGSEGV/SIGBUS handler running on an alternate signal stack, on the thread that
+/// faulted, and the caller must then set the returned registers in the interrupted context.
+pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Option<TrapHandlerRegs> {
+    let (trap, limit) = TRAP.with(Cell::take)?;
+    // `limit` is the bottom of the stack's mapping, whose lowest page is the guard page.
+    let guard_top = limit + 4096;
+    if !trap.stack_ptr_in_bounds(stack_ptr) || fault >= guard_top || fault < limit.saturating_sub(GUARD_REACH) {
+        TRAP.with(|t| t.set(Some((trap, limit))));
+        return None;
+    }
+    // SAFETY: the stack pointer is inside this coroutine (checked above), the caller is the
+    // fault handler and sets the returned registers; the abandoned frames are never resumed.
+    Some(unsafe { trap.setup_trap_handler(|| Err(Error::StackOverflow(crate::os::tid()))) })
+}
+
+/// How far below a stack's guard page a fault still counts as an overflow of that stack (the
+/// guard page, and frames that probe past it).
+const GUARD_REACH: usize = 64 * 1024;
 
 /// Whether the caller runs inside a local task (as opposed to the main program).
 pub(crate) fn in_task() -> bool {

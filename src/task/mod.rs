@@ -2,6 +2,7 @@
 
 pub(crate) mod coroutine;
 mod id;
+mod overflow;
 pub(crate) mod table;
 
 pub(crate) use coroutine::{LocalTask, StackPool, Step};
