@@ -74,6 +74,58 @@ pub struct Dispatch<'c, R, I> {
     remote: Option<bool>,
     collector: Option<Collector<'c, R>>,
     build_list: Option<bool>,
+    retries: u32,
+    host_failure_limit: u32,
+}
+
+/// A running job: where its result goes, and (with retries) a copy to start again.
+struct Running<R> {
+    index: usize,
+    host: Option<HostId>,
+    attempt: u32,
+    copy: Option<Spawn<R>>,
+}
+
+/// Which hosts lost their jobs' workers too often in a row (see [`Dispatch::host_failure_limit`]).
+#[derive(Default)]
+struct HostHealth {
+    lost_in_a_row: HashMap<HostId, u32>,
+    next: usize,
+}
+
+impl HostHealth {
+    fn record(&mut self, host: &HostId, lost: bool) {
+        let n = self.lost_in_a_row.entry(host.clone()).or_insert(0);
+        *n = if lost { n.saturating_add(1) } else { 0 };
+    }
+
+    fn out_of_service(&self, host: &HostId, limit: u32) -> bool {
+        self.lost_in_a_row.get(host).is_some_and(|&n| n >= limit)
+    }
+
+    fn any_out(&self, limit: u32) -> bool {
+        self.lost_in_a_row.values().any(|&n| n >= limit)
+    }
+
+    /// A host in service, round-robin: among those with a free slot when there are any, else
+    /// among all; `None` when every host is out of service.
+    fn pick(&mut self, limit: u32) -> Option<HostId> {
+        let good = |hs: Vec<HostId>| -> Vec<HostId> {
+            hs.into_iter().filter(|h| !self.out_of_service(h, limit)).collect()
+        };
+        let free = good(os::with_vm(|vm| vm.hosts_with_free_slots()).unwrap_or_default());
+        let pool = if free.is_empty() { good(os::hosts()) } else { free };
+        if pool.is_empty() {
+            return None;
+        }
+        self.next = self.next.wrapping_add(1);
+        Some(pool[self.next % pool.len()].clone())
+    }
+}
+
+/// Whether a job that ended with `e` may run again: its worker was lost or it ran out of time.
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::WorkerLost(_) | Error::Timeout)
 }
 
 impl<'c, R, I> Dispatch<'c, R, I>
@@ -89,7 +141,48 @@ where
     /// assert_eq!(r, vec![Ok(4)]);
     /// ```
     pub fn new<J: IntoIterator<IntoIter = I>>(jobs: J) -> Self {
-        Dispatch { jobs: jobs.into_iter(), remote: None, collector: None, build_list: None }
+        Dispatch {
+            jobs: jobs.into_iter(),
+            remote: None,
+            collector: None,
+            build_list: None,
+            retries: 0,
+            host_failure_limit: 3,
+        }
+    }
+
+    /// Runs a job again, up to `n` more times, when its task ended with [`Error::WorkerLost`]
+    /// or [`Error::Timeout`] (default 0: no retries). Any other failure is the job's result at
+    /// once, and so is the last attempt's failure. Each job still gives exactly one result
+    /// under its own index; the collector sees only that one.
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let r = cos::Dispatch::new((0..3).map(|i| cos::job(&ID, i))).retries(2).run().unwrap();
+    /// assert_eq!(r, vec![Ok(0), Ok(1), Ok(2)]);
+    /// ```
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Takes a host out of service after `k` of its jobs in a row ended with
+    /// [`Error::WorkerLost`] (default 3; a job on that host that ends any other way resets the
+    /// count). Only counts while [`retries`](Self::retries) is on. While some host is out of
+    /// service, every job the dispatch starts (new or retried) that is not pinned to a host of
+    /// its own is pinned with [`Spawn::host`] to a host in service, chosen round-robin among
+    /// those with a free slot (or among all in service when none is free). A host stays out of
+    /// service until the dispatch ends. When every host is out of service, jobs start as they
+    /// are and a lost job's failure is its result.
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let r = cos::Dispatch::new([cos::job(&ID, 7)]).retries(1).host_failure_limit(2).run();
+    /// assert_eq!(r.unwrap(), vec![Ok(7)]);
+    /// ```
+    pub fn host_failure_limit(mut self, k: u32) -> Self {
+        self.host_failure_limit = k.max(1);
+        self
     }
 
     /// Runs every job remotely (`true`) or locally (`false`), whatever the job itself says
@@ -153,8 +246,9 @@ where
     pub fn run(mut self) -> Result<Vec<Result<R, Error>>, Error> {
         let build = self.build_list.unwrap_or(self.collector.is_none());
         let mut results: Vec<Option<Result<R, Error>>> = Vec::new();
-        let mut running: HashMap<Tid, (usize, Option<HostId>)> = HashMap::new();
+        let mut running: HashMap<Tid, Running<R>> = HashMap::new();
         let mut tids: Vec<Tid> = Vec::new();
+        let mut health = HostHealth::default();
         let mut index = 0usize;
         let mut more = true;
         loop {
@@ -164,15 +258,8 @@ where
                         if let Some(r) = self.remote {
                             job = job.remote(r);
                         }
-                        match job.start() {
-                            Ok(s) => {
-                                log::debug!(target: "cos", "dispatch: job {index} is task {}", s.task.tid());
-                                running.insert(s.task.tid(), (index, s.host));
-                                tids.push(s.task.tid());
-                            }
-                            Err(e) => {
-                                self.deliver(index, Tid::SCHEDULER, Err(e), None, build, &mut results, &mut more)
-                            }
+                        if let Err((e, _)) = self.start(job, index, 0, &mut health, &mut running, &mut tids) {
+                            self.deliver(index, Tid::SCHEDULER, Err(e), None, build, &mut results, &mut more)
                         }
                         index += 1;
                     }
@@ -190,12 +277,78 @@ where
                 || os::free_slots().unwrap_or(0) <= os::finished_tasks();
             if let Some(j) = os::join_list(&tids, block)? {
                 tids.retain(|t| *t != j.tid);
-                let (i, host) = running.remove(&j.tid).expect("dispatched task");
-                let tid = j.tid;
-                self.deliver(i, tid, j.value::<R>(), host, build, &mut results, &mut more);
+                let job = running.remove(&j.tid).expect("dispatched task");
+                let mut tid = j.tid;
+                let mut result = j.value::<R>();
+                let mut host = job.host;
+                if self.retries > 0 {
+                    if let Some(h) = &host {
+                        health.record(h, matches!(result, Err(Error::WorkerLost(_))));
+                    }
+                }
+                if let (Err(e), Some(copy)) = (&result, &job.copy) {
+                    if retryable(e) && job.attempt < self.retries {
+                        log::debug!(
+                            target: "cos",
+                            "dispatch: job {} lost ({e}), attempt {} of {}",
+                            job.index,
+                            job.attempt + 2,
+                            self.retries + 1
+                        );
+                        let again = copy.duplicate();
+                        match self.start(
+                            again,
+                            job.index,
+                            job.attempt + 1,
+                            &mut health,
+                            &mut running,
+                            &mut tids,
+                        ) {
+                            Ok(()) => continue,
+                            Err((e, h)) => {
+                                result = Err(e);
+                                tid = Tid::SCHEDULER;
+                                host = h;
+                            }
+                        }
+                    }
+                }
+                self.deliver(job.index, tid, result, host, build, &mut results, &mut more);
             }
         }
         Ok(results.into_iter().flatten().collect())
+    }
+
+    /// Starts attempt `attempt` of job `index`, pinned to a host in service when some host is
+    /// out of service, and records it as running.
+    fn start(
+        &self,
+        mut job: Job<R>,
+        index: usize,
+        attempt: u32,
+        health: &mut HostHealth,
+        running: &mut HashMap<Tid, Running<R>>,
+        tids: &mut Vec<Tid>,
+    ) -> Result<(), (Error, Option<HostId>)> {
+        // The copy is taken before pinning, so a retry picks its host afresh.
+        let copy = (self.retries > attempt).then(|| job.duplicate());
+        let mut pinned = None;
+        if self.retries > 0 && job.target().is_none() && health.any_out(self.host_failure_limit) {
+            if let Some(h) = health.pick(self.host_failure_limit) {
+                pinned = Some(h.clone());
+                job = job.host(h);
+            }
+        }
+        match job.start() {
+            Ok(s) => {
+                let tid = s.task.tid();
+                log::debug!(target: "cos", "dispatch: job {index} is task {tid}");
+                running.insert(tid, Running { index, host: s.host, attempt, copy });
+                tids.push(tid);
+                Ok(())
+            }
+            Err(e) => Err((e, pinned)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -2,6 +2,7 @@
 //! `remote`, `targetHostID`, `block`, `enqueue` and `extendedReturnValue`).
 
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,7 +61,7 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
             Box::new(RemoteSpawn {
                 call: RemoteCall { function: f.name().to_string(), args: bytes },
                 decode: decode_value::<R>,
-                local: Box::new(move |bytes: Vec<u8>| decode::<A>(&bytes).map(|a| Value::new(func(a)))),
+                local: Rc::new(move |bytes: Vec<u8>| decode::<A>(&bytes).map(|a| Value::new(func(a)))),
                 target: None,
                 block: true,
                 enqueue: true,
@@ -70,6 +71,21 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
             })
         });
         Spawn { spawn, marker: PhantomData }
+    }
+
+    /// A fresh copy of this spawn, to start again after its task was lost (a spawn already
+    /// served keeps no reserved tid, so the copy starts as a new task).
+    pub(crate) fn duplicate(&self) -> Spawn<R> {
+        let spawn = match &self.spawn {
+            Ok(s) => Ok(Box::new(RemoteSpawn { reserved: None, ..RemoteSpawn::clone(s) })),
+            Err(e) => Err(e.clone()),
+        };
+        Spawn { spawn, marker: PhantomData }
+    }
+
+    /// The host this spawn is pinned to, if any.
+    pub(crate) fn target(&self) -> Option<&HostId> {
+        self.spawn.as_ref().ok().and_then(|s| s.target.as_ref())
     }
 
     fn set(mut self, f: impl FnOnce(&mut RemoteSpawn)) -> Self {

@@ -1,5 +1,6 @@
 //! System calls: what a task hands the scheduler, and what it gets back.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -25,12 +26,14 @@ pub(crate) enum SpawnCall {
 }
 
 /// A remote spawn with PyOPUS's options.
+#[derive(Clone)]
 pub(crate) struct RemoteSpawn {
     pub call: RemoteCall,
     /// Decodes the remote result into the task's value.
     pub decode: fn(&[u8]) -> Outcome,
-    /// Runs the same call here, for the fallback to a local task.
-    pub local: Box<dyn FnOnce(Vec<u8>) -> Outcome>,
+    /// Runs the same call here, for the fallback to a local task. Shared, so that a spawn can
+    /// be duplicated (dispatch keeps a copy of each running job to run it again).
+    pub local: Rc<dyn Fn(Vec<u8>) -> Outcome>,
     pub target: Option<HostId>,
     pub block: bool,
     pub enqueue: bool,
