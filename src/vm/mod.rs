@@ -3,10 +3,10 @@
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
 mod mpi;
-pub(crate) mod registry;
 pub(crate) mod process;
-mod sim;
+pub(crate) mod registry;
 mod select;
+mod sim;
 mod thread;
 pub(crate) mod worker;
 

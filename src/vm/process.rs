@@ -28,7 +28,7 @@ use crate::error::{panic_text, Error};
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
 use crate::vm::worker::InlineWorker;
-use crate::vm::{HostId, Message, RemoteCall, RemoteFailure, Registry, TaskId, VirtualMachine};
+use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
 
 /// Names the spawner's socket; its presence makes a process a worker.
 pub(crate) const SOCKET_ENV: &str = "COS_WORKER_SOCKET";
@@ -51,7 +51,10 @@ static IS_WORKER: AtomicBool = AtomicBool::new(false);
 /// [`Error::Decode`] for a frame longer than [`MAX_FRAME`]; [`Error::Vm`] when writing fails.
 pub(crate) fn write_frame(w: &mut impl Write, bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() > MAX_FRAME {
-        return Err(Error::Decode(format!("frame of {} bytes exceeds the limit of {MAX_FRAME}", bytes.len())));
+        return Err(Error::Decode(format!(
+            "frame of {} bytes exceeds the limit of {MAX_FRAME}",
+            bytes.len()
+        )));
     }
     let mut buf = Vec::with_capacity(4 + bytes.len());
     buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -254,7 +257,8 @@ impl ProcessVmBuilder {
                 "a worker process cannot start workers (call cos::start first thing in main)".into(),
             ));
         }
-        let program = std::env::current_exe().map_err(|e| Error::Vm(format!("cannot find this program: {e}")))?;
+        let program =
+            std::env::current_exe().map_err(|e| Error::Vm(format!("cannot find this program: {e}")))?;
         let (dir, socket, listener) = listen()?;
         let (conns_tx, conns) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
@@ -337,7 +341,10 @@ fn listen() -> Result<(PathBuf, PathBuf, UnixListener), Error> {
             Err(e) => return Err(Error::Vm(format!("cannot create {}: {e}", dir.display()))),
         }
     }
-    Err(Error::Vm(format!("cannot create a socket directory: {}", last.map_or_else(String::new, |e| e.to_string()))))
+    Err(Error::Vm(format!(
+        "cannot create a socket directory: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    )))
 }
 
 /// Accepts worker connections and passes each on with its hello, until told to stop.
@@ -348,7 +355,9 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, conns: &Sender<(Hello
         }
         let mut stream = match conn {
             Ok(s) => s,
-            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {
+                continue
+            }
             Err(e) => {
                 log::error!(target: "cos", "cannot accept worker connections: {e}");
                 return;
@@ -437,18 +446,26 @@ impl ProcessVm {
 
     /// Waits until each started process has connected, or has failed to.
     #[allow(clippy::type_complexity)]
-    fn connect(&mut self, mut waiting: Vec<(usize, Child)>) -> Vec<(usize, Result<(Child, UnixStream), String>)> {
+    fn connect(
+        &mut self,
+        mut waiting: Vec<(usize, Child)>,
+    ) -> Vec<(usize, Result<(Child, UnixStream), String>)> {
         let deadline = Instant::now() + self.connect_timeout;
         let mut done = Vec::new();
         while !waiting.is_empty() {
             match self.conns.recv_timeout(START_CHECK) {
                 Ok((hello, stream)) => {
-                    match waiting.iter().position(|(s, c)| *s + 1 == hello.slot as usize && c.id() == hello.pid) {
+                    match waiting
+                        .iter()
+                        .position(|(s, c)| *s + 1 == hello.slot as usize && c.id() == hello.pid)
+                    {
                         Some(i) => {
                             let (slot, child) = waiting.swap_remove(i);
                             done.push((slot, Ok((child, stream))));
                         }
-                        None => log::warn!(target: "cos", "unexpected worker connection from process {}", hello.pid),
+                        None => {
+                            log::warn!(target: "cos", "unexpected worker connection from process {}", hello.pid)
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -514,7 +531,8 @@ impl ProcessVm {
         let started = self.launch(slot).map_err(|e| e.to_string()).and_then(|child| {
             self.connect(vec![(slot, child)]).pop().map_or_else(|| Err("not started".to_string()), |(_, r)| r)
         });
-        let attached = started.and_then(|(child, stream)| self.attach(slot, child, stream).map_err(|e| e.to_string()));
+        let attached =
+            started.and_then(|(child, stream)| self.attach(slot, child, stream).map_err(|e| e.to_string()));
         match attached {
             Ok(()) => log::debug!(target: "cos", "worker process {} restarted", slot + 1),
             Err(why) => log::error!(target: "cos", "cannot restart worker process {}: {why}", slot + 1),
@@ -561,7 +579,8 @@ impl ProcessVm {
         if !reply {
             return;
         }
-        let sent = encode(&Down::Message(task, Message::SpawnerReply(result))).and_then(|f| self.send(slot, &f));
+        let sent =
+            encode(&Down::Message(task, Message::SpawnerReply(result))).and_then(|f| self.send(slot, &f));
         if let Err(e) = sent {
             // The reader thread reports the loss of the process, if that is what happened.
             log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
@@ -749,6 +768,8 @@ pub(crate) fn worker_main(registry: &Registry) -> ! {
     IS_WORKER.store(true, Ordering::SeqCst);
     let code = match serve(registry) {
         Ok(()) => 0,
+        // The panic hook has told the user already.
+        Err(Error::WorkerLost(_)) => 101,
         Err(e) => {
             eprintln!("cos worker process {}: {e}", std::process::id());
             1
@@ -775,7 +796,8 @@ impl SpawnerLink for ProcessLink {
             return Ok(None);
         }
         loop {
-            let frame = read_frame(&mut self.stream)?.ok_or_else(|| Error::Vm("the spawner is gone".into()))?;
+            let frame =
+                read_frame(&mut self.stream)?.ok_or_else(|| Error::Vm("the spawner is gone".into()))?;
             match decode::<Down>(&frame)? {
                 Down::Message(_, Message::SpawnerReply(r)) => return Ok(Some(r)),
                 Down::Message(to, m) => log::debug!(target: "cos", "message for task {to} dropped: {m:?}"),

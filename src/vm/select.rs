@@ -124,7 +124,8 @@ pub fn start(registry: Registry) -> Result<Machine, Error> {
 /// The machine named by the command line (`--vm name` or `--vm=name`, before any `--`), else
 /// by the environment, else the default.
 fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Result<Machine, Error> {
-    let text = |s: OsString| s.into_string().map_err(|s| Error::Vm(format!("machine name {s:?} is not text")));
+    let text =
+        |s: OsString| s.into_string().map_err(|s| Error::Vm(format!("machine name {s:?} is not text")));
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "--" {

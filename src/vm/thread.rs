@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
 use crate::vm::worker::InlineWorker;
-use crate::vm::{HostId, Message, RemoteCall, RemoteFailure, Registry, TaskId, VirtualMachine};
+use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
 
 type Reply = Result<Vec<u8>, RemoteFailure>;
 
@@ -283,8 +283,10 @@ impl VirtualMachine for ThreadVm {
     }
 
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
-        let mut v: Vec<HostId> =
-            (0..self.workers.len()).filter(|&s| !self.busy(s)).map(|s| self.host_of_slot(s).clone()).collect();
+        let mut v: Vec<HostId> = (0..self.workers.len())
+            .filter(|&s| !self.busy(s))
+            .map(|s| self.host_of_slot(s).clone())
+            .collect();
         v.dedup();
         v
     }
@@ -313,7 +315,10 @@ impl VirtualMachine for ThreadVm {
         let frame = encode(&(task, call))?;
         if self.workers[slot].jobs.as_ref().is_none_or(|tx| tx.send(frame.clone()).is_err()) {
             self.workers[slot] = self.start_worker(slot);
-            let tx = self.workers[slot].jobs.as_ref().ok_or_else(|| Error::Vm("cannot start a worker thread".into()))?;
+            let tx = self.workers[slot]
+                .jobs
+                .as_ref()
+                .ok_or_else(|| Error::Vm("cannot start a worker thread".into()))?;
             tx.send(frame).map_err(|_| Error::Vm("worker thread is gone".into()))?;
         }
         self.running.insert(task, slot);
@@ -338,7 +343,9 @@ impl VirtualMachine for ThreadVm {
                 (Some(_), Some(deadline)) => match self.results_rx.recv_deadline(deadline) {
                     Ok(f) => f,
                     Err(RecvTimeoutError::Timeout) => return Ok(None),
-                    Err(RecvTimeoutError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(Error::Vm("result channel closed".into()))
+                    }
                 },
             };
             if let Some(m) = self.on_frame(&frame) {

@@ -1,0 +1,254 @@
+//! The process machine: jobs run in worker processes that are this test program started again.
+//!
+//! Runs without the test harness (`harness = false`): `main` first calls `cos::start`, which
+//! turns a started copy into a worker, then runs the checks and prints "N passed, M failed".
+
+use std::panic::{self, AssertUnwindSafe};
+use std::process::Command;
+
+use cos::{Error, HostId, ProcessVm, Registry, RemoteFn, Spawn};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A value whose encoding panics when it is [`POISON`]: the panic happens after the function
+/// returned, outside the registry's catching, and so escapes into the worker loop.
+#[derive(Debug, PartialEq)]
+struct Out(u64);
+
+const POISON: u64 = u64::MAX;
+
+impl Serialize for Out {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(self.0 != POISON, "this value cannot be serialized");
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Out {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Out)
+    }
+}
+
+/// Ends this process with a signal sent from outside, as `kill` would.
+fn killed_by(signal: &str) -> ! {
+    let pid = std::process::id().to_string();
+    let _ = Command::new("sh").args(["-c", &format!("kill -{signal} {pid}")]).status();
+    loop {
+        std::thread::park();
+    }
+}
+
+static DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x| 2 * x);
+static SUM_SQUARES: RemoteFn<Vec<u64>, u64> = RemoteFn::new("sum_squares", |v| v.iter().map(|x| x * x).sum());
+static PID: RemoteFn<(), u32> = RemoteFn::new("pid", |()| std::process::id());
+static LOCAL_TASKS: RemoteFn<u64, u64> = RemoteFn::new("local_tasks", |n| {
+    let tasks: Vec<_> = (0..n).map(|i| cos::spawn(move || i * i).unwrap()).collect();
+    tasks.into_iter().map(|t| cos::join(t).unwrap()).sum()
+});
+static PANICS: RemoteFn<(), u64> = RemoteFn::new("panics", |()| panic!("inside the function"));
+static ABORTS: RemoteFn<(), u64> = RemoteFn::new("aborts", |()| std::process::abort());
+static EXITS: RemoteFn<(), u64> = RemoteFn::new("exits", |()| std::process::exit(3));
+static KILLED: RemoteFn<(), u64> = RemoteFn::new("killed", |()| killed_by("KILL"));
+static TERMINATED: RemoteFn<(), u64> = RemoteFn::new("terminated", |()| killed_by("TERM"));
+static ESCAPES: RemoteFn<(), Out> = RemoteFn::new("escapes", |()| Out(POISON));
+static CRASHY: RemoteFn<u64, Out> = RemoteFn::new("crashy", |i| match i {
+    3 => std::process::abort(),
+    7 => std::process::exit(3),
+    11 => Out(POISON),
+    15 => killed_by("KILL"),
+    _ => Out(2 * i),
+});
+static NESTED_MACHINE: RemoteFn<(), bool> =
+    RemoteFn::new("nested_machine", |()| matches!(ProcessVm::new(Registry::new()), Err(Error::Vm(_))));
+static UNREGISTERED: RemoteFn<(), ()> = RemoteFn::new("unregistered", |()| ());
+
+fn registry() -> Registry {
+    Registry::new()
+        .with(&DOUBLE)
+        .with(&SUM_SQUARES)
+        .with(&PID)
+        .with(&LOCAL_TASKS)
+        .with(&PANICS)
+        .with(&ABORTS)
+        .with(&EXITS)
+        .with(&KILLED)
+        .with(&TERMINATED)
+        .with(&ESCAPES)
+        .with(&CRASHY)
+        .with(&NESTED_MACHINE)
+}
+
+fn machine(hosts: usize, per_host: usize) -> ProcessVm {
+    ProcessVm::builder(registry()).hosts(hosts).slots_per_host(per_host).build().unwrap()
+}
+
+fn pid_of_worker() -> u32 {
+    cos::dispatch_single(cos::job(&PID, ())).unwrap()
+}
+
+fn results_equal_local_calls() {
+    assert!(cos::set_vm(machine(1, 2)).unwrap());
+    let doubled = cos::dispatch((0..200).map(|i| cos::job(&DOUBLE, i))).unwrap();
+    assert_eq!(doubled, (0..200).map(|i| Ok(DOUBLE.call(i))).collect::<Vec<_>>());
+    // Large arguments: frames of several hundred kilobytes.
+    let vectors: Vec<Vec<u64>> = (0..6).map(|k| (0..50_000 * k).collect()).collect();
+    let sums = cos::dispatch(vectors.iter().map(|v| cos::job(&SUM_SQUARES, v.clone()))).unwrap();
+    assert_eq!(sums, vectors.into_iter().map(|v| Ok(SUM_SQUARES.call(v))).collect::<Vec<_>>());
+    let squares = cos::dispatch((0..10).map(|n| cos::job(&LOCAL_TASKS, n))).unwrap();
+    assert_eq!(squares, (0..10).map(|n| Ok(LOCAL_TASKS.call(n))).collect::<Vec<_>>());
+}
+
+fn jobs_run_in_other_processes() {
+    assert!(cos::set_vm(machine(1, 2)).unwrap());
+    assert_eq!(cos::slots(), Some(3));
+    assert_eq!(cos::free_slots(), Some(2));
+    let pids = cos::dispatch((0..4).map(|_| cos::job(&PID, ()))).unwrap();
+    for p in pids {
+        assert_ne!(p.unwrap(), std::process::id());
+    }
+}
+
+fn hosts_are_targeted() {
+    let vm = machine(2, 1);
+    assert!(cos::set_vm(vm).unwrap());
+    let (h0, h1) = (HostId::new("host0"), HostId::new("host1"));
+    assert_eq!(cos::hosts(), vec![h0.clone(), h1.clone()]);
+    let on1 = Spawn::new(&PID, ()).host(h1.clone()).start().unwrap();
+    let on0 = Spawn::new(&PID, ()).host(h0.clone()).start().unwrap();
+    assert_eq!(on1.host, Some(h1.clone()));
+    assert_eq!(on1.task_id.map(|t| t.worker), Some(2));
+    assert_eq!(on0.host, Some(h0));
+    assert_eq!(on0.task_id.map(|t| t.worker), Some(1));
+    let id1 = on1.task_id.unwrap();
+    assert_eq!(cos::with_vm(|vm| vm.host_id(Some(id1))), Some(Some(h1.clone())));
+    let (p1, p0) = (cos::join(on1.task).unwrap(), cos::join(on0.task).unwrap());
+    assert_ne!(p1, p0);
+    // The same host again: the same worker process.
+    let again = Spawn::new(&PID, ()).host(h1).start().unwrap();
+    assert_eq!(cos::join(again.task).unwrap(), p1);
+}
+
+fn a_caught_panic_keeps_the_worker() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    let before = pid_of_worker();
+    match cos::dispatch_single(cos::job(&PANICS, ())) {
+        Err(Error::Remote(m)) => assert!(m.contains("inside the function"), "{m}"),
+        other => panic!("expected a remote failure, got {other:?}"),
+    }
+    assert_eq!(pid_of_worker(), before);
+}
+
+fn an_unknown_function_is_an_error() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    assert_eq!(
+        cos::dispatch_single(cos::job(&UNREGISTERED, ())),
+        Err(Error::UnknownFunction("unregistered".into()))
+    );
+    assert_eq!(pid_of_worker(), pid_of_worker());
+}
+
+fn expect_lost<R: std::fmt::Debug>(r: Result<R, Error>, mentions: &str) {
+    match r {
+        Err(Error::WorkerLost(why)) => {
+            assert!(why.contains(mentions), "{why:?} does not mention {mentions:?}")
+        }
+        other => panic!("expected a lost worker, got {other:?}"),
+    }
+}
+
+fn every_death_loses_only_its_task_and_restarts_the_slot() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    let mut pid = pid_of_worker();
+    let next = |pid: &mut u32| {
+        assert_eq!(cos::free_slots(), Some(1), "the slot has a worker again");
+        let now = pid_of_worker();
+        assert_ne!(now, *pid, "a new worker process");
+        *pid = now;
+    };
+    expect_lost(cos::dispatch_single(cos::job(&ABORTS, ())), "SIGABRT");
+    next(&mut pid);
+    expect_lost(cos::dispatch_single(cos::job(&EXITS, ())), "exit status: 3");
+    next(&mut pid);
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), "SIGKILL");
+    next(&mut pid);
+    expect_lost(cos::dispatch_single(cos::job(&TERMINATED, ())), "SIGTERM");
+    next(&mut pid);
+    expect_lost(cos::dispatch_single(cos::job(&ESCAPES, ())), "this value cannot be serialized");
+    next(&mut pid);
+    assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 21)), Ok(42));
+}
+
+fn no_job_is_lost_when_workers_die() {
+    assert!(cos::set_vm(machine(1, 2)).unwrap());
+    let results = cos::dispatch((0..20).map(|i| cos::job(&CRASHY, i))).unwrap();
+    assert_eq!(results.len(), 20);
+    for (i, r) in results.into_iter().enumerate() {
+        match i {
+            3 | 7 | 11 | 15 => assert!(matches!(r, Err(Error::WorkerLost(_))), "job {i}: {r:?}"),
+            _ => assert_eq!(r, Ok(Out(2 * i as u64)), "job {i}"),
+        }
+    }
+    assert_eq!(cos::free_slots(), Some(2));
+    let again = cos::dispatch((0..10).map(|i| cos::job(&DOUBLE, i))).unwrap();
+    assert_eq!(again, (0..10).map(|i| Ok(2 * i)).collect::<Vec<_>>());
+}
+
+fn finalize_ends_every_worker() {
+    assert!(cos::set_vm(machine(2, 1)).unwrap());
+    let pid_on = |h: &str| cos::dispatch_single(Spawn::new(&PID, ()).host(HostId::new(h))).unwrap();
+    let pids = [pid_on("host0"), pid_on("host1")];
+    assert_ne!(pids[0], pids[1]);
+    for p in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+    }
+    cos::finalize();
+    for p in &pids {
+        assert!(!std::path::Path::new(&format!("/proc/{p}")).exists(), "worker {p} still runs");
+    }
+}
+
+fn a_worker_cannot_start_workers() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    assert_eq!(cos::dispatch_single(cos::job(&NESTED_MACHINE, ())), Ok(true));
+}
+
+fn no_core_dumps() {
+    let limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limits (which
+    // the workers inherit): the deliberate aborts and signals must leave no core files.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &limit);
+    }
+}
+
+fn main() {
+    no_core_dumps();
+    cos::start(registry()).expect("start"); // a worker never returns from here
+    cos::finalize();
+
+    let checks: &[(&str, fn())] = &[
+        ("results_equal_local_calls", results_equal_local_calls),
+        ("jobs_run_in_other_processes", jobs_run_in_other_processes),
+        ("hosts_are_targeted", hosts_are_targeted),
+        ("a_caught_panic_keeps_the_worker", a_caught_panic_keeps_the_worker),
+        ("an_unknown_function_is_an_error", an_unknown_function_is_an_error),
+        (
+            "every_death_loses_only_its_task_and_restarts_the_slot",
+            every_death_loses_only_its_task_and_restarts_the_slot,
+        ),
+        ("no_job_is_lost_when_workers_die", no_job_is_lost_when_workers_die),
+        ("finalize_ends_every_worker", finalize_ends_every_worker),
+        ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
+    ];
+    let mut failed = 0;
+    for (name, check) in checks {
+        let ok = panic::catch_unwind(AssertUnwindSafe(check)).is_ok();
+        cos::finalize();
+        println!("check {name} ... {}", if ok { "ok" } else { "FAILED" });
+        failed += usize::from(!ok);
+    }
+    println!("{} passed, {failed} failed", checks.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
