@@ -5,6 +5,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::Command;
+use std::time::Duration;
 
 use cos::{Error, HostId, ProcessVm, Registry, RemoteFn, Spawn};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -60,6 +61,9 @@ static CRASHY: RemoteFn<u64, Out> = RemoteFn::new("crashy", |i| match i {
 });
 static NESTED_MACHINE: RemoteFn<(), bool> =
     RemoteFn::new("nested_machine", |()| matches!(ProcessVm::new(Registry::new()), Err(Error::Vm(_))));
+static NEVER_ENDS: RemoteFn<(), u64> = RemoteFn::new("never_ends", |()| loop {
+    std::thread::park();
+});
 static UNREGISTERED: RemoteFn<(), ()> = RemoteFn::new("unregistered", |()| ());
 
 fn registry() -> Registry {
@@ -76,6 +80,7 @@ fn registry() -> Registry {
         .with(&ESCAPES)
         .with(&CRASHY)
         .with(&NESTED_MACHINE)
+        .with(&NEVER_ENDS)
 }
 
 fn machine(hosts: usize, per_host: usize) -> ProcessVm {
@@ -193,6 +198,25 @@ fn no_job_is_lost_when_workers_die() {
     assert_eq!(again, (0..10).map(|i| Ok(2 * i)).collect::<Vec<_>>());
 }
 
+fn a_cancelled_task_s_worker_is_replaced() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    let before = pid_of_worker();
+    let task = cos::spawn_remote(&NEVER_ENDS, ()).unwrap();
+    assert_eq!(cos::cancel(task.tid()), Ok(true));
+    assert_eq!(cos::join(task), Err(Error::Cancelled(task.tid())));
+    assert_eq!(cos::free_slots(), Some(1));
+    let after = pid_of_worker();
+    assert_ne!(after, before);
+    assert!(!std::path::Path::new(&format!("/proc/{before}")).exists(), "the old worker still runs");
+}
+
+fn a_time_limit_stops_a_remote_task() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    let limited = Spawn::new(&NEVER_ENDS, ()).time_limit(Duration::from_millis(100)).start().unwrap();
+    assert_eq!(cos::join(limited.task), Err(Error::Timeout));
+    assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 4)), Ok(8));
+}
+
 fn finalize_ends_every_worker() {
     assert!(cos::set_vm(machine(2, 1)).unwrap());
     let pid_on = |h: &str| cos::dispatch_single(Spawn::new(&PID, ()).host(HostId::new(h))).unwrap();
@@ -237,6 +261,8 @@ fn main() {
             every_death_loses_only_its_task_and_restarts_the_slot,
         ),
         ("no_job_is_lost_when_workers_die", no_job_is_lost_when_workers_die),
+        ("a_cancelled_task_s_worker_is_replaced", a_cancelled_task_s_worker_is_replaced),
+        ("a_time_limit_stops_a_remote_task", a_time_limit_stops_a_remote_task),
         ("finalize_ends_every_worker", finalize_ends_every_worker),
         ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
     ];

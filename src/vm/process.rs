@@ -539,11 +539,17 @@ impl ProcessVm {
         }
     }
 
-    /// The slot's process is gone or broken: reap it, start a new one, and end its task.
-    fn lose(&mut self, slot: usize, why: Option<String>) -> Option<(TaskId, Message)> {
+    /// Kills and reaps the slot's process; what is left of it is stale from now on.
+    fn stop(&mut self, slot: usize) -> (Option<u32>, Option<ExitStatus>) {
         let pid = self.slots[slot].proc.as_ref().map(|p| p.child.id());
         let status = self.slots[slot].proc.take().and_then(|p| p.stop(true));
         self.slots[slot].generation += 1;
+        (pid, status)
+    }
+
+    /// The slot's process is gone or broken: reap it, start a new one, and end its task.
+    fn lose(&mut self, slot: usize, why: Option<String>) -> Option<(TaskId, Message)> {
+        let (pid, status) = self.stop(slot);
         let task = self.slots[slot].task.take();
         let why = why.unwrap_or_else(|| {
             let pid = pid.map_or_else(String::new, |p| format!(" (process {p})"));
@@ -713,6 +719,25 @@ impl VirtualMachine for ProcessVm {
 
     fn send_message(&mut self, dest: TaskId, _message: Message) -> Result<(), Error> {
         Err(Error::Vm(format!("ProcessVm workers take no messages (to {dest})")))
+    }
+
+    /// Kills the task's worker process and starts a new one in its slot.
+    fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
+        if self.exit_next == Some(task) {
+            // Its result is out already; only the exit was still to come.
+            self.exit_next = None;
+            return Ok(());
+        }
+        let slot = (0..self.slots.len())
+            .find(|&s| self.slots[s].task == Some(task))
+            .ok_or_else(|| Error::Vm(format!("no running task {task}")))?;
+        self.slots[slot].task = None;
+        let (pid, _) = self.stop(slot);
+        log::debug!(target: "cos", "worker process {pid:?} killed to cancel task {task}");
+        if !self.finalized {
+            self.restart(slot);
+        }
+        Ok(())
     }
 
     fn finalize(&mut self) {

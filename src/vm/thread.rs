@@ -187,6 +187,11 @@ impl ThreadVm {
 impl ThreadVm {
     /// Runs a worker's spawner call here and answers it when asked to.
     fn spawner_call(&mut self, task: TaskId, call: RemoteCall, reply: bool) {
+        let Some(&slot) = self.running.get(&task) else {
+            // A cancelled task's thread runs on detached; its calls are dropped.
+            log::debug!(target: "cos", "spawner call of task {task}, which does not run, dropped");
+            return;
+        };
         let registry = &self.registry;
         let inline = self.inline.get_or_insert_with(|| InlineWorker::new(registry.clone()));
         let result = inline.run(call).unwrap_or_else(|e| {
@@ -196,8 +201,7 @@ impl ThreadVm {
         if !reply {
             return;
         }
-        let tx = self.running.get(&task).and_then(|&slot| self.workers[slot].replies.as_ref());
-        if tx.is_none_or(|tx| tx.send(result).is_err()) {
+        if self.workers[slot].replies.as_ref().is_none_or(|tx| tx.send(result).is_err()) {
             log::error!(target: "cos", "cannot answer the spawner call of task {task}");
         }
     }
