@@ -1,0 +1,107 @@
+//! A remote function that panics ends its task with `Error::Remote` at the join (PyOPUS drops
+//! the failure flag, and its MPI worker dies); the worker and its slot serve the next jobs.
+
+use cos::{Error, Registry, RemoteFn, SimVm, Spawn, ThreadVm};
+
+static BOOM: RemoteFn<u32, u32> = RemoteFn::new("boom", |x| panic!("boom {x}"));
+static DOUBLE: RemoteFn<u32, u32> = RemoteFn::new("double", |x| 2 * x);
+/// Panics for odd arguments.
+static EVEN_ONLY: RemoteFn<u32, u32> = RemoteFn::new("even_only", |x| {
+    assert!(x % 2 == 0, "odd {x}");
+    x / 2
+});
+
+fn registry() -> Registry {
+    Registry::new().with(&BOOM).with(&DOUBLE).with(&EVEN_ONLY)
+}
+
+fn boom(x: u32) -> Error {
+    Error::Remote(format!("panicked: boom {x}"))
+}
+
+/// The checks shared by both machines, which have `workers` worker slots.
+fn failures_leave_the_slots_usable(workers: usize) {
+    assert_eq!(cos::free_slots(), Some(workers));
+
+    let s = Spawn::new(&BOOM, 1).start().unwrap();
+    assert!(s.task_id.is_some(), "it ran remotely");
+    assert_eq!(cos::join(s.task), Err(boom(1)));
+    assert_eq!(cos::free_slots(), Some(workers));
+    assert_eq!(cos::remote_task_count(), 0);
+
+    // Every slot fails once, then every slot works again.
+    let failing: Vec<_> = (0..workers as u32).map(|i| Spawn::new(&BOOM, i).start().unwrap()).collect();
+    assert_eq!(cos::free_slots(), Some(0));
+    for (i, s) in failing.into_iter().enumerate() {
+        assert_eq!(cos::join(s.task), Err(boom(i as u32)));
+    }
+    assert_eq!(cos::free_slots(), Some(workers));
+    let results = cos::dispatch((0..20).map(|i| cos::job(&DOUBLE, i))).unwrap();
+    assert_eq!(results, (0..20).map(|i| Ok(2 * i)).collect::<Vec<_>>());
+    assert_eq!(cos::free_slots(), Some(workers));
+
+    // In a dispatch, a failing job is its own entry; the others succeed.
+    let results = cos::dispatch((0..12).map(|i| cos::job(&EVEN_ONLY, i))).unwrap();
+    for (i, r) in results.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(*r, Ok(i as u32 / 2));
+        } else {
+            assert_eq!(*r, Err(Error::Remote(format!("panicked: odd {i}"))));
+        }
+    }
+    assert_eq!(cos::free_slots(), Some(workers));
+
+    // A failure frees the slot for spawns that wait for it.
+    let running: Vec<_> = (0..workers as u32).map(|i| Spawn::new(&BOOM, i).start().unwrap()).collect();
+    let waiting = Spawn::new(&DOUBLE, 50).block(false).start().unwrap();
+    assert_eq!(waiting.task_id, None);
+    assert_eq!(cos::join(waiting.task).unwrap(), 100);
+    for s in running {
+        assert!(matches!(cos::join(s.task), Err(Error::Remote(_))));
+    }
+    assert_eq!(cos::free_slots(), Some(workers));
+    assert_eq!(cos::remote_task_count(), 0);
+}
+
+#[test]
+fn sim_vm_remote_panic_is_an_error_and_the_slot_is_reused() {
+    cos::set_vm(SimVm::new(registry(), 2, 1).seed(3)).unwrap();
+    failures_leave_the_slots_usable(2);
+    cos::finalize();
+}
+
+#[test]
+fn thread_vm_remote_panic_is_an_error_and_the_slot_is_reused() {
+    cos::set_vm(ThreadVm::builder(registry()).hosts(1).slots_per_host(2).build()).unwrap();
+    failures_leave_the_slots_usable(2);
+    cos::finalize();
+}
+
+#[test]
+fn thread_vm_single_worker_survives_repeated_panics() {
+    cos::set_vm(ThreadVm::builder(registry()).hosts(1).slots_per_host(1).build()).unwrap();
+    for i in 0..5 {
+        let s = Spawn::new(&BOOM, i).start().unwrap();
+        assert_eq!(s.task_id.map(|t| t.worker), Some(1));
+        assert_eq!(cos::join(s.task), Err(boom(i)));
+        let ok = Spawn::new(&DOUBLE, i).start().unwrap();
+        assert_eq!(ok.task_id.map(|t| t.worker), Some(1));
+        assert_eq!(cos::join(ok.task), Ok(2 * i));
+    }
+    cos::finalize();
+}
+
+#[test]
+fn local_fallback_panic_is_a_local_panic_error() {
+    // Without a machine the same function runs as a local task; its panic is Error::Panicked.
+    let s = Spawn::new(&BOOM, 9).start().unwrap();
+    assert_eq!(s.task_id, None);
+    match cos::join(s.task) {
+        Err(Error::Panicked { tid, message }) => {
+            assert_eq!(tid, s.task.tid());
+            assert_eq!(message, "boom 9");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 2)), Ok(4));
+}
