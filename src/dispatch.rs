@@ -167,8 +167,8 @@ where
     }
 
     /// Takes a host out of service after `k` of its jobs in a row ended with
-    /// [`Error::WorkerLost`] (default 3; a job on that host that ends any other way resets the
-    /// count). Only counts while [`retries`](Self::retries) is on. While some host is out of
+    /// [`Error::WorkerLost`] (default 3; a job on that host that ends any other way, a timeout
+    /// excepted, resets the count). Only counts while [`retries`](Self::retries) is on. While some host is out of
     /// service, every job the dispatch starts (new or retried) that is not pinned to a host of
     /// its own is pinned with [`Spawn::host`] to a host in service, chosen round-robin among
     /// those with a free slot (or among all in service when none is free). A host stays out of
@@ -281,8 +281,8 @@ where
                 let mut tid = j.tid;
                 let mut result = j.value::<R>();
                 let mut host = job.host;
-                if self.retries > 0 {
-                    if let Some(h) = &host {
+                if let (true, Some(h)) = (self.retries > 0, &host) {
+                    if !matches!(result, Err(Error::Timeout)) {
                         health.record(h, matches!(result, Err(Error::WorkerLost(_))));
                     }
                 }
