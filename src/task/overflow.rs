@@ -34,6 +34,11 @@ mod imp {
     unsafe extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
         unsafe {
+            if (*info).si_code <= 0 {
+                // Sent by a process (kill, raise), not a fault: act as the default would.
+                reset_and_raise(sig);
+                return;
+            }
             let uc = ctx.cast::<libc::ucontext_t>();
             let gregs = &mut (*uc).uc_mcontext.gregs;
             let sp = gregs[libc::REG_RSP as usize] as usize;
@@ -61,10 +66,23 @@ mod imp {
             } else {
                 // Default (or ignored): restore the default so the fault, re-executed on
                 // return, ends the process as it would have without us.
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &dfl, ptr::null_mut());
+                reset_and_raise(sig);
             }
+        }
+    }
+
+    /// Restores the default action of `sig` and raises it again.
+    ///
+    /// # Safety
+    /// Only from the signal handler.
+    unsafe fn reset_and_raise(sig: libc::c_int) {
+        // SAFETY: sigaction with a zeroed struct naming SIG_DFL, then raise: both are
+        // async-signal-safe.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &dfl, ptr::null_mut());
+            libc::raise(sig);
         }
     }
 }
