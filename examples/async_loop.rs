@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use cos::{Registry, RemoteFn, ThreadVm, Tid};
+use cos::{Registry, RemoteFn, Tid};
 
 /// The result at which no more jobs are spawned.
 const STOP_AT_RESULT: u64 = 150;
@@ -25,7 +25,8 @@ static JOB_PROCESSOR: RemoteFn<u64, u64> = RemoteFn::new("job_processor", |value
 });
 
 fn main() -> Result<(), cos::Error> {
-    cos::set_vm(ThreadVm::new(Registry::new().with(&JOB_PROCESSOR)))?;
+    // Worker threads by default; `--vm process` or `--vm mpi` (or COS_VM) chooses another machine.
+    cos::start(Registry::new().with(&JOB_PROCESSOR))?;
 
     // Running jobs by tid: their index (the job is the value to double, equal to the index).
     let mut running: HashMap<Tid, usize> = HashMap::new();

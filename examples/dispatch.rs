@@ -7,7 +7,8 @@ static JOB_PROCESSOR: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("job_processo
 
 fn main() -> Result<(), cos::Error> {
     let registry = cos::Registry::new().with(&JOB_PROCESSOR);
-    cos::set_vm(cos::ThreadVm::new(registry))?;
+    // Worker threads by default; `--vm process` or `--vm mpi` (or COS_VM) chooses another machine.
+    cos::start(registry)?;
 
     let results = cos::dispatch((0..100).map(|i| cos::job(&JOB_PROCESSOR, i)))?;
     let results: Vec<u64> = results.into_iter().collect::<Result<_, _>>()?;

@@ -7,7 +7,7 @@
 
 use std::ops::ControlFlow;
 
-use cos::{Dispatch, Registry, RemoteFn, ThreadVm};
+use cos::{Dispatch, Registry, RemoteFn};
 
 /// The result at which the collector stops the generator.
 const STOP_AT_RESULT: u64 = 150;
@@ -20,7 +20,8 @@ static JOB_PROCESSOR: RemoteFn<u64, u64> = RemoteFn::new("job_processor", |value
 });
 
 fn main() -> Result<(), cos::Error> {
-    cos::set_vm(ThreadVm::new(Registry::new().with(&JOB_PROCESSOR)))?;
+    // Worker threads by default; `--vm process` or `--vm mpi` (or COS_VM) chooses another machine.
+    cos::start(Registry::new().with(&JOB_PROCESSOR))?;
 
     // The endless job generator: start at 0, step 1.
     let (start, step) = (0u64, 1u64);

@@ -24,7 +24,8 @@ fn demo_01_prints_pyopus_order() {
         if let Some(j) = cos::join_any().unwrap() {
             running -= 1;
             let tid = j.tid;
-            out.borrow_mut().push(format!("Task {tid} finished, return value: {}", j.value::<u32>().unwrap()));
+            out.borrow_mut()
+                .push(format!("Task {tid} finished, return value: {}", j.value::<u32>().unwrap()));
         }
     }
 

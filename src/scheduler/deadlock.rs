@@ -15,7 +15,9 @@ impl Scheduler {
             .iter()
             .filter_map(|(tid, e)| match &e.state {
                 State::Waiting(Wait::Join(l)) => Some((*tid, WaitReason::Join(l.clone()))),
-                State::Waiting(Wait::Slot(h)) => Some((*tid, WaitReason::Slot(h.as_ref().map(|h| h.to_string())))),
+                State::Waiting(Wait::Slot(h)) => {
+                    Some((*tid, WaitReason::Slot(h.as_ref().map(|h| h.to_string()))))
+                }
                 State::Runnable => None,
             })
             .collect();

@@ -222,7 +222,10 @@ impl Scheduler {
         if self.dropped.is_empty() && self.unwind.is_empty() {
             None
         } else {
-            Some(Graveyard { values: std::mem::take(&mut self.dropped), tasks: std::mem::take(&mut self.unwind) })
+            Some(Graveyard {
+                values: std::mem::take(&mut self.dropped),
+                tasks: std::mem::take(&mut self.unwind),
+            })
         }
     }
 

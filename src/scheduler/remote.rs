@@ -54,7 +54,9 @@ impl Scheduler {
             Message::WorkerLost(why) => self.remote_ended(from, Some(Err(Error::WorkerLost(why)))),
             Message::HostAdd(h) => log::debug!(target: "cos", "hosts added: {h:?}"),
             Message::HostDelete(h) => log::debug!(target: "cos", "host deleted: {h}"),
-            Message::User(b) => log::debug!(target: "cos", "user message of {} bytes from {from} dropped", b.len()),
+            Message::User(b) => {
+                log::debug!(target: "cos", "user message of {} bytes from {from} dropped", b.len())
+            }
             Message::SpawnerCall { .. } | Message::SpawnerReply(_) => {
                 log::debug!(target: "cos", "spawner-call message from {from} left unanswered by the machine")
             }

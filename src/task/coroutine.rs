@@ -108,7 +108,8 @@ pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Opti
     let (trap, limit) = TRAP.with(Cell::take)?;
     // `limit` is the bottom of the stack's mapping, whose lowest page is the guard page.
     let guard_top = limit + 4096;
-    if !trap.stack_ptr_in_bounds(stack_ptr) || fault >= guard_top || fault < limit.saturating_sub(GUARD_REACH) {
+    if !trap.stack_ptr_in_bounds(stack_ptr) || fault >= guard_top || fault < limit.saturating_sub(GUARD_REACH)
+    {
         TRAP.with(|t| t.set(Some((trap, limit))));
         return None;
     }

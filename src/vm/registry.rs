@@ -105,8 +105,7 @@ impl Registry {
     {
         let func = f.func;
         let entry: Entry = Box::new(move |bytes: &[u8]| {
-            let args: A =
-                decode(bytes).map_err(|e| RemoteFailure::BadArguments(e.to_string()))?;
+            let args: A = decode(bytes).map_err(|e| RemoteFailure::BadArguments(e.to_string()))?;
             match panic::catch_unwind(AssertUnwindSafe(|| func(args))) {
                 Ok(r) => encode(&r).map_err(|e| RemoteFailure::Panicked(e.to_string())),
                 Err(p) => Err(RemoteFailure::Panicked(panic_text(&*p))),

@@ -5,7 +5,7 @@ use std::thread;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::error::Error;
-use crate::vm::{RemoteCall, RemoteFailure, Registry};
+use crate::vm::{Registry, RemoteCall, RemoteFailure};
 
 /// A thread that runs calls one at a time, synchronously, as the main program of its own
 /// cooperative OS (so a remote function may spawn local tasks of its own).
