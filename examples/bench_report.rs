@@ -484,7 +484,7 @@ fn with_thread_vm<R>(workers: usize, f: impl FnOnce() -> R) -> R {
 /// Time of `jobs` CPU-bound jobs of `us` microseconds each, dispatched on `workers` threads.
 fn spin_batch(workers: usize, jobs: u64, us: u64) -> Sample {
     with_thread_vm(workers, || {
-        measure(3, jobs, |n| {
+        measure(7, jobs, |n| {
             let r = cos::dispatch((0..n).map(|_| cos::job(&SPIN, us))).expect("dispatch");
             black_box(r);
         })
@@ -494,7 +494,7 @@ fn spin_batch(workers: usize, jobs: u64, us: u64) -> Sample {
 /// The same CPU-bound work on plain threads, `jobs` spins of `us` split over `threads`: what
 /// the machine itself gives at this moment.
 fn spin_threads(threads: u64, jobs: u64, us: u64) -> Sample {
-    measure(3, jobs, |n| {
+    measure(7, jobs, |n| {
         let hs: Vec<_> = (0..threads)
             .map(|_| {
                 std::thread::spawn(move || {
@@ -629,10 +629,14 @@ fn main() -> Result<(), cos::Error> {
     // The floor is the reference of most rows: always measured.
     eprintln!("measuring: floor");
     let coro = corosensei_round_trip();
-    let chan = channel_round_trip();
+    // The channel round trip depends on whether the other core is free at that moment (a
+    // waiting thread then catches the message while it spins, else it sleeps in the kernel):
+    // it is measured again just before the remote rows, and the faster of the two is the floor.
+    let mut chan = channel_round_trip();
     let post = postcard_job();
     rep.row("floor", "corosensei resume+suspend", Unit::Time, coro.median).sample(coro);
-    rep.row("floor", "crossbeam channel round trip (2 threads)", Unit::Time, chan.median).sample(chan);
+    rep.row("floor", "crossbeam channel round trip (2 threads, best of 2)", Unit::Time, chan.median)
+        .sample(chan);
     rep.row("floor", "postcard encode+decode RemoteCall(u64)", Unit::Time, post.median).sample(post);
 
     if opts.wants("local") {
@@ -689,6 +693,15 @@ fn main() -> Result<(), cos::Error> {
 
     if opts.wants("remote") {
         eprintln!("measuring: remote (ThreadVm)");
+        let again = channel_round_trip();
+        if again.median < chan.median {
+            chan = again;
+            if let Some(r) = rep.rows.iter_mut().find(|r| r.name.starts_with("crossbeam channel round trip"))
+            {
+                r.value = chan.median;
+                r.spread = Some(chan.spread());
+            }
+        }
         let chan_rate = 1.0 / chan.median;
         let mut best = f64::INFINITY;
         for workers in [1, 2] {
