@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use cos::{Error, Registry, RemoteFn, SimVm, ThreadVm};
@@ -10,6 +11,23 @@ static SLOW: RemoteFn<u64, u64> = RemoteFn::new("slow", |ms| {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 });
+
+/// Gates that tests open: a remote job blocks on its gate until the test opens it, so the
+/// test knows the job is still running without any timing assumption.
+static GATES: (Mutex<[bool; 8]>, Condvar) = (Mutex::new([false; 8]), Condvar::new());
+
+static GATED: RemoteFn<usize, usize> = RemoteFn::new("gated", |gate| {
+    let mut open = GATES.0.lock().unwrap();
+    while !open[gate] {
+        open = GATES.1.wait(open).unwrap();
+    }
+    gate
+});
+
+fn open_gate(gate: usize) {
+    GATES.0.lock().unwrap()[gate] = true;
+    GATES.1.notify_all();
+}
 
 struct Noisy(Rc<RefCell<Vec<&'static str>>>, &'static str);
 impl Drop for Noisy {
@@ -106,23 +124,29 @@ fn join_timeout_gives_up_and_the_child_runs_on() {
 
 #[test]
 fn join_timeout_with_only_remote_work_waits_in_the_machine() {
-    cos::set_vm(ThreadVm::builder(Registry::new().with(&SLOW)).slots_per_host(1).build()).unwrap();
-    let t = cos::spawn_remote(&SLOW, 300).unwrap();
+    cos::set_vm(ThreadVm::builder(Registry::new().with(&GATED)).slots_per_host(1).build()).unwrap();
+    let t = cos::spawn_remote(&GATED, 0).unwrap();
     assert_eq!(cos::join_timeout(&[t.tid()], Duration::from_millis(1)).unwrap_err(), Error::Timeout);
-    assert_eq!(cos::join(t), Ok(300));
+    open_gate(0);
+    assert_eq!(cos::join(t), Ok(0));
     cos::finalize();
 }
 
 #[test]
 fn cancelling_a_remote_task_frees_its_slot() {
     for vm in [0, 1] {
-        let reg = Registry::new().with(&SLOW);
+        let reg = Registry::new().with(&SLOW).with(&GATED);
         if vm == 0 {
             cos::set_vm(SimVm::new(reg, 1, 1)).unwrap();
         } else {
             cos::set_vm(ThreadVm::builder(reg).slots_per_host(1).build()).unwrap();
         }
-        let t = cos::spawn_remote(&SLOW, if vm == 0 { 0 } else { 200 }).unwrap();
+        // SimVm runs the job when it starts it, but its end lies in the virtual future; on
+        // ThreadVm the job waits for a gate that opens only after the cancel.
+        if vm == 0 {
+            open_gate(7);
+        }
+        let t = cos::spawn_remote(&GATED, if vm == 0 { 7 } else { 1 }).unwrap();
         assert_eq!(cos::free_slots(), Some(0));
         assert_eq!(cos::cancel(t.tid()), Ok(true));
         assert_eq!(cos::free_slots(), Some(1));
@@ -131,13 +155,16 @@ fn cancelling_a_remote_task_frees_its_slot() {
         assert_eq!(cos::join(u), Ok(1));
         cos::finalize();
     }
+    open_gate(1);
 }
 
 #[test]
 fn a_remote_time_limit_cancels_the_task_with_timeout() {
-    cos::set_vm(ThreadVm::builder(Registry::new().with(&SLOW)).slots_per_host(1).build()).unwrap();
-    let s = cos::Spawn::new(&SLOW, 500).time_limit(Duration::from_millis(5)).start().unwrap();
+    cos::set_vm(ThreadVm::builder(Registry::new().with(&SLOW).with(&GATED)).slots_per_host(1).build())
+        .unwrap();
+    let s = cos::Spawn::new(&GATED, 2).time_limit(Duration::from_millis(5)).start().unwrap();
     assert_eq!(cos::join(s.task), Err(Error::Timeout));
+    open_gate(2);
     let ok = cos::Spawn::new(&SLOW, 1).time_limit(Duration::from_secs(60)).start().unwrap();
     assert_eq!(cos::join(ok.task), Ok(1));
     assert_eq!(cos::free_slots(), Some(1));

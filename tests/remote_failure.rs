@@ -20,7 +20,9 @@ fn boom(x: u32) -> Error {
 }
 
 /// The checks shared by both machines, which have `workers` worker slots.
-fn failures_leave_the_slots_usable(workers: usize) {
+/// `settled`: whether the slots' state after a spawn is known (on SimVm a task cannot end before
+/// the spawner waits; on ThreadVm it may end at once).
+fn failures_leave_the_slots_usable(workers: usize, settled: bool) {
     assert_eq!(cos::free_slots(), Some(workers));
 
     let s = Spawn::new(&BOOM, 1).start().unwrap();
@@ -31,7 +33,9 @@ fn failures_leave_the_slots_usable(workers: usize) {
 
     // Every slot fails once, then every slot works again.
     let failing: Vec<_> = (0..workers as u32).map(|i| Spawn::new(&BOOM, i).start().unwrap()).collect();
-    assert_eq!(cos::free_slots(), Some(0));
+    if settled {
+        assert_eq!(cos::free_slots(), Some(0));
+    }
     for (i, s) in failing.into_iter().enumerate() {
         assert_eq!(cos::join(s.task), Err(boom(i as u32)));
     }
@@ -54,7 +58,9 @@ fn failures_leave_the_slots_usable(workers: usize) {
     // A failure frees the slot for spawns that wait for it.
     let running: Vec<_> = (0..workers as u32).map(|i| Spawn::new(&BOOM, i).start().unwrap()).collect();
     let waiting = Spawn::new(&DOUBLE, 50).block(false).start().unwrap();
-    assert_eq!(waiting.task_id, None);
+    if settled {
+        assert_eq!(waiting.task_id, None);
+    }
     assert_eq!(cos::join(waiting.task).unwrap(), 100);
     for s in running {
         assert!(matches!(cos::join(s.task), Err(Error::Remote(_))));
@@ -66,14 +72,14 @@ fn failures_leave_the_slots_usable(workers: usize) {
 #[test]
 fn sim_vm_remote_panic_is_an_error_and_the_slot_is_reused() {
     cos::set_vm(SimVm::new(registry(), 2, 1).seed(3)).unwrap();
-    failures_leave_the_slots_usable(2);
+    failures_leave_the_slots_usable(2, true);
     cos::finalize();
 }
 
 #[test]
 fn thread_vm_remote_panic_is_an_error_and_the_slot_is_reused() {
     cos::set_vm(ThreadVm::builder(registry()).hosts(1).slots_per_host(2).build()).unwrap();
-    failures_leave_the_slots_usable(2);
+    failures_leave_the_slots_usable(2, false);
     cos::finalize();
 }
 
