@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::os;
 use crate::spawn::Spawn;
+use crate::task::table::FastMap;
 use crate::task::Tid;
 use crate::vm::{HostId, RemoteFn};
 
@@ -246,7 +247,7 @@ where
     pub fn run(mut self) -> Result<Vec<Result<R, Error>>, Error> {
         let build = self.build_list.unwrap_or(self.collector.is_none());
         let mut results: Vec<Option<Result<R, Error>>> = Vec::new();
-        let mut running: HashMap<Tid, Running<R>> = HashMap::new();
+        let mut running: FastMap<Tid, Running<R>> = FastMap::default();
         let mut tids: Vec<Tid> = Vec::new();
         let mut health = HostHealth::default();
         let mut index = 0usize;
@@ -327,7 +328,7 @@ where
         index: usize,
         attempt: u32,
         health: &mut HostHealth,
-        running: &mut HashMap<Tid, Running<R>>,
+        running: &mut FastMap<Tid, Running<R>>,
         tids: &mut Vec<Tid>,
     ) -> Result<(), (Error, Option<HostId>)> {
         // The copy is taken before pinning, so a retry picks its host afresh.

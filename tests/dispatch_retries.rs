@@ -76,7 +76,7 @@ impl VirtualMachine for LossyVm {
     fn parent_task_id(&self) -> Option<TaskId> {
         self.inner.parent_task_id()
     }
-    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let args = call.args.clone();
         let id = self.inner.spawn_function(call, targets)?;
         let attempt = self.attempts.entry(args.clone()).or_insert(0);

@@ -10,12 +10,12 @@ mod join;
 mod remote;
 mod spawn;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use crate::error::Error;
 use crate::syscall::{SysCall, SysReturn};
-use crate::task::table::{Body, Entry, State, TaskTable, Wait};
+use crate::task::table::{Body, Entry, FastMap, State, TaskTable, Wait};
 use crate::task::{Joined, LocalTask, Outcome, StackPool, Step, Tid};
 use crate::vm::{HostId, TaskId, VirtualMachine};
 
@@ -42,7 +42,7 @@ pub(crate) struct Scheduler {
     pub(crate) stacks: StackPool,
     pub(crate) vm: Option<Box<dyn VirtualMachine>>,
     /// Remote tasks started in the machine, by their machine task id.
-    pub(crate) remote: HashMap<TaskId, Tid>,
+    pub(crate) remote: FastMap<TaskId, Tid>,
     /// Spawns waiting for a free slot on any host, oldest first.
     pub(crate) queue_any: VecDeque<Queued>,
     /// Spawns waiting for a free slot on a given host, oldest first.
@@ -86,7 +86,7 @@ impl Scheduler {
             current: Tid::MAIN,
             stacks: StackPool::new(DEFAULT_STACK_SIZE),
             vm: None,
-            remote: HashMap::new(),
+            remote: FastMap::default(),
             queue_any: VecDeque::new(),
             queue_host: BTreeMap::new(),
             queue_seq: 0,

@@ -13,10 +13,11 @@ impl Scheduler {
     pub(crate) fn poll_vm(&mut self) {
         loop {
             let Some(vm) = self.vm.as_mut() else { return };
-            let block = self.ready.is_empty();
-            if block && self.remote.is_empty() {
+            // Messages come only from running remote tasks.
+            if self.remote.is_empty() {
                 return;
             }
+            let block = self.ready.is_empty();
             // A blocking wait lasts at most until the earliest deadline.
             let timeout = match (block, self.timers.first()) {
                 (false, _) => Some(Duration::ZERO),

@@ -88,7 +88,7 @@ impl Scheduler {
             return Err(Error::NoFreeSlot);
         }
         let targets = spawn.target.as_ref().map(std::slice::from_ref);
-        let task_id = vm.spawn_function(spawn.call.clone(), targets)?;
+        let task_id = vm.spawn_function(&spawn.call, targets)?;
         Ok((task_id, vm.host_id(Some(task_id))))
     }
 

@@ -172,9 +172,18 @@ impl Hasher for TidHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (n ^ self.0.rotate_left(5)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
 }
 
+/// A hash map keyed by small integers (tids, machine task ids).
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<TidHasher>>;
+
 /// Every task that has not finished, by tid.
-pub(crate) type TaskTable = HashMap<Tid, Entry, BuildHasherDefault<TidHasher>>;
+pub(crate) type TaskTable = FastMap<Tid, Entry>;

@@ -57,7 +57,7 @@ pub trait VirtualMachine {
     /// # Errors
     /// [`Error::NoFreeSlot`] when no slot (on the targets) is free; [`Error::Vm`] when the
     /// machine cannot start the task.
-    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error>;
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error>;
     /// The next message: `timeout` `None` blocks, `Some(Duration::ZERO)` polls, anything else
     /// waits at most that long. `Ok(None)` means no message came in time.
     ///

@@ -291,7 +291,7 @@ impl VirtualMachine for MpiVm {
         None
     }
 
-    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let world = self.world()?;
         let rank = self
             .idle_ranks()

@@ -675,13 +675,13 @@ impl VirtualMachine for ProcessVm {
         None
     }
 
-    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let slot = (0..self.slots.len())
             .find(|&s| self.free(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
             .ok_or(Error::NoFreeSlot)?;
         self.next_number += 1;
         let task = TaskId { worker: slot as u32 + 1, number: self.next_number };
-        let frame = encode(&Down::Run(task, call))?;
+        let frame = encode(&Down::Run(task, call.clone()))?;
         if self.send(slot, &frame).is_err() {
             // The idle process is gone: replace it and try once more.
             let _ = self.lose(slot, None);

@@ -221,7 +221,7 @@ impl VirtualMachine for SimVm {
         None
     }
 
-    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let host = (0..self.hosts.len())
             .find(|&h| self.busy[h] < self.per_host && targets.is_none_or(|t| t.contains(&self.hosts[h])))
             .ok_or(Error::NoFreeSlot)?;
@@ -234,14 +234,14 @@ impl VirtualMachine for SimVm {
             .expect("a host with a free slot has a free slot");
         self.slot_busy[slot] = true;
         let task = TaskId { worker: slot as u32 + 1, number: n };
-        let latency = self.next_latency(&call, n);
+        let latency = self.next_latency(call, n);
         self.trace.push(SimEvent::Spawn {
             at: self.now,
             task,
             host: self.hosts[host].clone(),
             function: call.function.clone(),
         });
-        let result = self.worker.run(call)?;
+        let result = self.worker.run(call.clone())?;
         self.pending.insert((self.now + latency, n), (Message::TaskResult(result), task, host));
         Ok(task)
     }

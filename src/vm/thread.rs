@@ -1,6 +1,5 @@
 //! `ThreadVm`: the embedded default machine, worker threads in this process.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,7 +34,9 @@ pub struct ThreadVm {
     results_rx: Receiver<Vec<u8>>,
     next_number: u64,
     /// Running tasks and their slots.
-    running: HashMap<TaskId, usize>,
+    running: Vec<Option<TaskId>>,
+    /// How many slots run a task.
+    busy_count: usize,
     /// The exit message that follows the result just delivered.
     exit_next: Option<TaskId>,
     /// Runs the workers' calls of [`crate::spawner_call`], started on first use.
@@ -100,11 +101,13 @@ impl ThreadVmBuilder {
             results_tx,
             results_rx,
             next_number: 0,
-            running: HashMap::new(),
+            running: Vec::new(),
+            busy_count: 0,
             exit_next: None,
             inline: None,
         };
         vm.workers = (0..self.hosts * self.per_host).map(|i| vm.start_worker(i)).collect();
+        vm.running = vec![None; vm.workers.len()];
         vm
     }
 }
@@ -153,7 +156,21 @@ impl ThreadVm {
     }
 
     fn busy(&self, slot: usize) -> bool {
-        self.running.values().any(|&s| s == slot)
+        self.running[slot].is_some()
+    }
+
+    /// The slot running `task` (task ids name their slot: worker = slot + 1).
+    fn slot_of(&self, task: TaskId) -> Option<usize> {
+        let slot = (task.worker as usize).checked_sub(1)?;
+        (self.running.get(slot) == Some(&Some(task))).then_some(slot)
+    }
+
+    /// Frees the slot running `task`.
+    fn take_running(&mut self, task: TaskId) -> Option<usize> {
+        let slot = self.slot_of(task)?;
+        self.running[slot] = None;
+        self.busy_count -= 1;
+        Some(slot)
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Option<(TaskId, Message)> {
@@ -163,7 +180,7 @@ impl ThreadVm {
                 None
             }
             Ok((task, msg)) => {
-                if let Some(slot) = self.running.remove(&task) {
+                if let Some(slot) = self.take_running(task) {
                     if matches!(msg, Message::WorkerLost(_)) {
                         // The thread is gone; start a new one in its slot.
                         if let Some(h) = self.workers[slot].handle.take() {
@@ -187,7 +204,7 @@ impl ThreadVm {
 impl ThreadVm {
     /// Runs a worker's spawner call here and answers it when asked to.
     fn spawner_call(&mut self, task: TaskId, call: RemoteCall, reply: bool) {
-        let Some(&slot) = self.running.get(&task) else {
+        let Some(slot) = self.slot_of(task) else {
             // A cancelled task's thread runs on detached; its calls are dropped.
             log::debug!(target: "cos", "spawner call of task {task}, which does not run, dropped");
             return;
@@ -279,7 +296,7 @@ impl VirtualMachine for ThreadVm {
     }
 
     fn free_slots(&self) -> usize {
-        self.workers.len() - self.running.len()
+        self.workers.len() - self.busy_count
     }
 
     fn hosts(&self) -> Vec<HostId> {
@@ -310,14 +327,19 @@ impl VirtualMachine for ThreadVm {
         None
     }
 
-    fn spawn_function(&mut self, call: RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let slot = (0..self.workers.len())
             .find(|&s| !self.busy(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
             .ok_or(Error::NoFreeSlot)?;
         self.next_number += 1;
         let task = TaskId { worker: slot as u32 + 1, number: self.next_number };
         let frame = encode(&(task, call))?;
-        if self.workers[slot].jobs.as_ref().is_none_or(|tx| tx.send(frame.clone()).is_err()) {
+        let unsent = match self.workers[slot].jobs.as_ref() {
+            Some(tx) => tx.send(frame).err().map(|e| e.into_inner()),
+            None => Some(frame),
+        };
+        if let Some(frame) = unsent {
+            // The slot's thread is gone: start a new one and send it there.
             self.workers[slot] = self.start_worker(slot);
             let tx = self.workers[slot]
                 .jobs
@@ -325,7 +347,8 @@ impl VirtualMachine for ThreadVm {
                 .ok_or_else(|| Error::Vm("cannot start a worker thread".into()))?;
             tx.send(frame).map_err(|_| Error::Vm("worker thread is gone".into()))?;
         }
-        self.running.insert(task, slot);
+        self.running[slot] = Some(task);
+        self.busy_count += 1;
         Ok(task)
     }
 
@@ -372,13 +395,14 @@ impl VirtualMachine for ThreadVm {
                 let _ = h.join();
             }
         }
-        self.running.clear();
+        self.running.iter_mut().for_each(|r| *r = None);
+        self.busy_count = 0;
     }
 
     /// A thread cannot be stopped from outside: the slot gets a new thread at once and the old
     /// one is left to finish its call, whose result is dropped.
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
-        let slot = self.running.remove(&task).ok_or_else(|| Error::Vm(format!("no running task {task}")))?;
+        let slot = self.take_running(task).ok_or_else(|| Error::Vm(format!("no running task {task}")))?;
         let fresh = self.start_worker(slot);
         // The old worker's handle is dropped: its thread is detached and ends after its call.
         drop(std::mem::replace(&mut self.workers[slot], fresh));
