@@ -88,7 +88,8 @@ pub struct Progress {
     pub evals: usize,
     /// The best cost so far.
     pub best_cost: f64,
-    /// Evaluations running (or waiting for a slot) right now.
+    /// Worker slots running an evaluation right now (without a machine: evaluations under
+    /// way).
     pub busy: usize,
 }
 
@@ -334,7 +335,12 @@ impl De {
             // Report each joined evaluation once its slot is busy again.
             if reported < history.len() {
                 reported = history.len();
-                progress(&Progress { evals: reported, best_cost: best.0, busy: tids.len() });
+                // Worker slots running an evaluation (without a machine: evaluations under way).
+                let busy = match (os::slots(), os::free_slots()) {
+                    (Some(slots), Some(free)) => slots.saturating_sub(1 + free),
+                    _ => tids.len(),
+                };
+                progress(&Progress { evals: reported, best_cost: best.0, busy });
             }
             if tids.is_empty() {
                 break;
