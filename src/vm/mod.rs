@@ -1,5 +1,6 @@
 //! Task outsourcing: the virtual machine interface, messages, remote functions and machines.
 
+mod layout;
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
 mod mpi;

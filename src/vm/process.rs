@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{panic_text, Error};
 use crate::spawner_call::{self, SpawnerLink};
+use crate::vm::layout::HostLayout;
 use crate::vm::message::{decode, encode};
 use crate::vm::worker::InlineWorker;
 use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
@@ -143,8 +144,7 @@ enum Event {
 /// ```
 pub struct ProcessVm {
     registry: Registry,
-    hosts: Vec<HostId>,
-    per_host: usize,
+    layout: HostLayout,
     program: PathBuf,
     args: Vec<OsString>,
     dir: PathBuf,
@@ -155,7 +155,6 @@ pub struct ProcessVm {
     slots: Vec<Slot>,
     events_tx: Sender<Event>,
     events_rx: Receiver<Event>,
-    next_number: u64,
     /// The exit message that follows the result just delivered.
     exit_next: Option<TaskId>,
     /// Runs the workers' calls of [`crate::spawner_call`], started on first use.
@@ -268,11 +267,11 @@ impl ProcessVmBuilder {
             .spawn(move || accept_loop(&listener, &stop2, &conns_tx))
             .map_err(|e| Error::Vm(format!("cannot start a thread: {e}")))?;
         let (events_tx, events_rx) = unbounded();
-        let n = self.hosts * self.per_host;
+        let layout = HostLayout::new(self.hosts, self.per_host);
+        let n = layout.slots();
         let mut vm = ProcessVm {
             registry: self.registry,
-            hosts: (0..self.hosts).map(|h| HostId::new(format!("host{h}"))).collect(),
-            per_host: self.per_host,
+            layout,
             program,
             args: std::env::args_os().skip(1).collect(),
             dir,
@@ -283,7 +282,6 @@ impl ProcessVmBuilder {
             slots: (0..n).map(|_| Slot { proc: None, generation: 0, task: None }).collect(),
             events_tx,
             events_rx,
-            next_number: 0,
             exit_next: None,
             inline: None,
             finalized: false,
@@ -423,10 +421,6 @@ impl ProcessVm {
     pub fn builder(registry: Registry) -> ProcessVmBuilder {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         ProcessVmBuilder { registry, hosts: 1, per_host: cores, connect_timeout: Duration::from_secs(60) }
-    }
-
-    fn host_of_slot(&self, slot: usize) -> &HostId {
-        &self.hosts[slot / self.per_host]
     }
 
     fn free(&self, slot: usize) -> bool {
@@ -632,11 +626,7 @@ impl ProcessVm {
 
 impl fmt::Debug for ProcessVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessVm")
-            .field("hosts", &self.hosts)
-            .field("per_host", &self.per_host)
-            .field("socket", &self.socket)
-            .finish()
+        f.debug_struct("ProcessVm").field("layout", &self.layout).field("socket", &self.socket).finish()
     }
 }
 
@@ -650,14 +640,11 @@ impl VirtualMachine for ProcessVm {
     }
 
     fn hosts(&self) -> Vec<HostId> {
-        self.hosts.clone()
+        self.layout.hosts().to_vec()
     }
 
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
-        let mut v: Vec<HostId> =
-            (0..self.slots.len()).filter(|&s| self.free(s)).map(|s| self.host_of_slot(s).clone()).collect();
-        v.dedup();
-        v
+        self.layout.hosts_with_free_slots(|s| self.free(s))
     }
 
     fn task_id(&self) -> TaskId {
@@ -665,10 +652,7 @@ impl VirtualMachine for ProcessVm {
     }
 
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
-        match task {
-            Some(t) if t.worker > 0 => self.hosts.get((t.worker as usize - 1) / self.per_host).cloned(),
-            _ => Some(HostId::new("spawner")),
-        }
+        self.layout.host_id(task)
     }
 
     fn parent_task_id(&self) -> Option<TaskId> {
@@ -676,11 +660,9 @@ impl VirtualMachine for ProcessVm {
     }
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
-        let slot = (0..self.slots.len())
-            .find(|&s| self.free(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
-            .ok_or(Error::NoFreeSlot)?;
-        self.next_number += 1;
-        let task = TaskId { worker: slot as u32 + 1, number: self.next_number };
+        let slots = &self.slots;
+        let (slot, task) =
+            self.layout.pick(targets, |s| slots[s].proc.is_some() && slots[s].task.is_none())?;
         let frame = encode(&Down::Run(task, call.clone()))?;
         if self.send(slot, &frame).is_err() {
             // The idle process is gone: replace it and try once more.

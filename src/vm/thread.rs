@@ -8,6 +8,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvEr
 
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
+use crate::vm::layout::HostLayout;
 use crate::vm::message::{decode, encode};
 use crate::vm::worker::InlineWorker;
 use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
@@ -27,12 +28,10 @@ type Reply = Result<Vec<u8>, RemoteFailure>;
 /// ```
 pub struct ThreadVm {
     registry: Registry,
-    hosts: Vec<HostId>,
-    per_host: usize,
+    layout: HostLayout,
     workers: Vec<Worker>,
     results_tx: Sender<Vec<u8>>,
     results_rx: Receiver<Vec<u8>>,
-    next_number: u64,
     /// Running tasks and their slots.
     running: Vec<Option<TaskId>>,
     /// How many slots run a task.
@@ -95,18 +94,16 @@ impl ThreadVmBuilder {
         let (results_tx, results_rx) = unbounded();
         let mut vm = ThreadVm {
             registry: self.registry,
-            hosts: (0..self.hosts).map(|h| HostId::new(format!("host{h}"))).collect(),
-            per_host: self.per_host,
+            layout: HostLayout::new(self.hosts, self.per_host),
             workers: Vec::new(),
             results_tx,
             results_rx,
-            next_number: 0,
             running: Vec::new(),
             busy_count: 0,
             exit_next: None,
             inline: None,
         };
-        vm.workers = (0..self.hosts * self.per_host).map(|i| vm.start_worker(i)).collect();
+        vm.workers = (0..vm.layout.slots()).map(|i| vm.start_worker(i)).collect();
         vm.running = vec![None; vm.workers.len()];
         vm
     }
@@ -151,17 +148,13 @@ impl ThreadVm {
         Worker { jobs: handle.as_ref().map(|_| jobs_tx), replies: Some(replies_tx), handle }
     }
 
-    fn host_of_slot(&self, slot: usize) -> &HostId {
-        &self.hosts[slot / self.per_host]
-    }
-
     fn busy(&self, slot: usize) -> bool {
         self.running[slot].is_some()
     }
 
     /// The slot running `task` (task ids name their slot: worker = slot + 1).
     fn slot_of(&self, task: TaskId) -> Option<usize> {
-        let slot = (task.worker as usize).checked_sub(1)?;
+        let slot = HostLayout::slot_of(task)?;
         (self.running.get(slot) == Some(&Some(task))).then_some(slot)
     }
 
@@ -286,7 +279,7 @@ fn worker_loop(registry: &Registry, jobs: &Receiver<Vec<u8>>, results: &Sender<V
 
 impl fmt::Debug for ThreadVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThreadVm").field("hosts", &self.hosts).field("per_host", &self.per_host).finish()
+        f.debug_struct("ThreadVm").field("layout", &self.layout).finish()
     }
 }
 
@@ -300,16 +293,11 @@ impl VirtualMachine for ThreadVm {
     }
 
     fn hosts(&self) -> Vec<HostId> {
-        self.hosts.clone()
+        self.layout.hosts().to_vec()
     }
 
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
-        let mut v: Vec<HostId> = (0..self.workers.len())
-            .filter(|&s| !self.busy(s))
-            .map(|s| self.host_of_slot(s).clone())
-            .collect();
-        v.dedup();
-        v
+        self.layout.hosts_with_free_slots(|s| !self.busy(s))
     }
 
     fn task_id(&self) -> TaskId {
@@ -317,10 +305,7 @@ impl VirtualMachine for ThreadVm {
     }
 
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
-        match task {
-            Some(t) if t.worker > 0 => self.hosts.get((t.worker as usize - 1) / self.per_host).cloned(),
-            _ => Some(HostId::new("spawner")),
-        }
+        self.layout.host_id(task)
     }
 
     fn parent_task_id(&self) -> Option<TaskId> {
@@ -328,11 +313,8 @@ impl VirtualMachine for ThreadVm {
     }
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
-        let slot = (0..self.workers.len())
-            .find(|&s| !self.busy(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
-            .ok_or(Error::NoFreeSlot)?;
-        self.next_number += 1;
-        let task = TaskId { worker: slot as u32 + 1, number: self.next_number };
+        let running = &self.running;
+        let (slot, task) = self.layout.pick(targets, |s| running[s].is_none())?;
         let frame = encode(&(task, call))?;
         let unsent = match self.workers[slot].jobs.as_ref() {
             Some(tx) => tx.send(frame).err().map(|e| e.into_inner()),
@@ -402,6 +384,11 @@ impl VirtualMachine for ThreadVm {
     /// A thread cannot be stopped from outside: the slot gets a new thread at once and the old
     /// one is left to finish its call, whose result is dropped.
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
+        if self.exit_next == Some(task) {
+            // Its result is out already; only the exit was still to come.
+            self.exit_next = None;
+            return Ok(());
+        }
         let slot = self.take_running(task).ok_or_else(|| Error::Vm(format!("no running task {task}")))?;
         let fresh = self.start_worker(slot);
         // The old worker's handle is dropped: its thread is detached and ends after its call.
