@@ -40,6 +40,17 @@ const FIRST_WAIT: Duration = Duration::from_micros(20);
 /// The longest sleep between two unsuccessful polls.
 const LONGEST_WAIT: Duration = Duration::from_millis(1);
 
+/// Makes this thread's short sleeps last as long as asked: Linux lets a sleep overrun by the
+/// thread's timer slack (50 µs by default), which would turn the first 20 µs poll interval into
+/// about 90 µs on both sides of every job.
+fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread's slack.
+    let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
+    if r != 0 {
+        log::debug!(target: "cos", "cannot lower the timer slack; polls may sleep longer");
+    }
+}
+
 /// Sleeps between polls, longer each time up to [`LONGEST_WAIT`].
 struct Backoff(Duration);
 
@@ -146,6 +157,7 @@ impl MpiVm {
         let (universe, _) = ::mpi::initialize_with_threading(Threading::Funneled)
             .ok_or_else(|| Error::Vm("MPI is initialized already".into()))?;
         let world = universe.world();
+        precise_sleeps();
         let name = ::mpi::environment::processor_name()
             .map_err(|e| Error::Vm(format!("processor name is not UTF-8: {e}")))?;
         if world.rank() != 0 {
