@@ -194,6 +194,7 @@ impl Scheduler {
     /// dropped.
     pub(crate) fn finish(&mut self, tid: Tid, outcome: Outcome) {
         let Some(entry) = self.tasks.remove(&tid) else { return };
+        self.shrink_table();
         let parent_tid = entry.parent;
         if !entry.finished.is_empty() {
             self.dropped.extend(entry.finished.into_values());
@@ -214,6 +215,15 @@ impl Scheduler {
             self.reply(parent_tid, SysReturn::Joined(Ok(Some(joined))));
         } else {
             parent.finished.insert(tid, outcome);
+        }
+    }
+
+    /// Gives memory back once most tasks of a large burst have finished: a table sized for a
+    /// million tasks would keep every later lookup spread over megabytes.
+    fn shrink_table(&mut self) {
+        let capacity = self.tasks.capacity();
+        if capacity > 4096 && self.tasks.len() < capacity / 16 {
+            self.tasks.shrink_to(self.tasks.len() * 2);
         }
     }
 
