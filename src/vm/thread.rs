@@ -42,6 +42,10 @@ pub struct ThreadVm {
     inline: Option<InlineWorker>,
 }
 
+/// How many times a blocking receive polls the result channel before it parks the thread
+/// (a few microseconds).
+const RECEIVE_SPINS: u32 = 256;
+
 struct Worker {
     jobs: Option<Sender<Vec<u8>>>,
     /// Answers to the worker's spawner calls.
@@ -195,6 +199,20 @@ impl ThreadVm {
 }
 
 impl ThreadVm {
+    /// Waits for a frame: a short spin first, since a worker often answers within a few
+    /// microseconds and waking a parked thread costs more than that; then a blocking receive.
+    fn recv_spinning(&self) -> Result<Vec<u8>, Error> {
+        let closed = || Error::Vm("result channel closed".into());
+        for _ in 0..RECEIVE_SPINS {
+            match self.results_rx.try_recv() {
+                Ok(f) => return Ok(f),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Disconnected) => return Err(closed()),
+            }
+        }
+        self.results_rx.recv().map_err(|_| closed())
+    }
+
     /// Runs a worker's spawner call here and answers it when asked to.
     fn spawner_call(&mut self, task: TaskId, call: RemoteCall, reply: bool) {
         let Some(slot) = self.slot_of(task) else {
@@ -338,17 +356,15 @@ impl VirtualMachine for ThreadVm {
         if let Some(task) = self.exit_next.take() {
             return Ok(Some((task, Message::TaskExit)));
         }
-        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+        let deadline = timeout.filter(|d| !d.is_zero()).and_then(|d| Instant::now().checked_add(d));
         loop {
             let frame = match (timeout, deadline) {
-                (None, _) | (Some(_), None) => {
-                    self.results_rx.recv().map_err(|_| Error::Vm("result channel closed".into()))?
-                }
                 (Some(d), _) if d.is_zero() => match self.results_rx.try_recv() {
                     Ok(f) => f,
                     Err(TryRecvError::Empty) => return Ok(None),
                     Err(TryRecvError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
                 },
+                (None, _) | (Some(_), None) => self.recv_spinning()?,
                 (Some(_), Some(deadline)) => match self.results_rx.recv_deadline(deadline) {
                     Ok(f) => f,
                     Err(RecvTimeoutError::Timeout) => return Ok(None),
