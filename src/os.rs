@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::scheduler::{Next, Scheduler};
-use crate::syscall::{SpawnCall, SpawnInfo, SysCall, SysReturn};
+use crate::syscall::{SpawnCall, SpawnInfo, SysCall, SysReturn, Tids};
 use crate::task::coroutine::{in_task, suspend};
 use crate::task::{Joined, LocalTask, Outcome, Task, Tid, Value};
 use crate::vm::{HostId, VirtualMachine};
@@ -119,7 +119,7 @@ pub fn join_list(tids: &[Tid], block: bool) -> Result<Option<Joined>, Error> {
 }
 
 fn join_call(tids: &[Tid], block: bool, deadline: Option<Instant>) -> Result<Option<Joined>, Error> {
-    match syscall(SysCall::Join { tids: tids.to_vec(), block, deadline }) {
+    match syscall(SysCall::Join { tids: Tids::from_slice(tids), block, deadline }) {
         SysReturn::Joined(r) => r,
         _ => unreachable!("join answered with another call's answer"),
     }

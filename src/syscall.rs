@@ -14,7 +14,31 @@ pub(crate) enum SysCall {
     /// Go to the back of the ready queue.
     Yield,
     /// Join one finished child (PyOPUS's `Join(tidList, block)`).
-    Join { tids: Vec<Tid>, block: bool, deadline: Option<Instant> },
+    Join { tids: Tids, block: bool, deadline: Option<Instant> },
+}
+
+/// The tids a join names: one without an allocation (the common `join(task)`), or a list
+/// (empty: any child).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tids {
+    One(Tid),
+    List(Vec<Tid>),
+}
+
+impl Tids {
+    pub(crate) fn from_slice(tids: &[Tid]) -> Self {
+        match tids {
+            [one] => Tids::One(*one),
+            _ => Tids::List(tids.to_vec()),
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Tid] {
+        match self {
+            Tids::One(t) => std::slice::from_ref(t),
+            Tids::List(v) => v,
+        }
+    }
 }
 
 /// What a spawn starts.

@@ -14,7 +14,7 @@ impl Scheduler {
             .tasks
             .iter()
             .filter_map(|(tid, e)| match &e.state {
-                State::Waiting(Wait::Join(l)) => Some((*tid, WaitReason::Join(l.clone()))),
+                State::Waiting(Wait::Join(l)) => Some((*tid, WaitReason::Join(l.as_slice().to_vec()))),
                 State::Waiting(Wait::Slot(h)) => {
                     Some((*tid, WaitReason::Slot(h.as_ref().map(|h| h.to_string()))))
                 }

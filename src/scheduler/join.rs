@@ -4,18 +4,18 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::scheduler::Scheduler;
-use crate::syscall::SysReturn;
+use crate::syscall::{SysReturn, Tids};
 use crate::task::table::{State, Wait};
 use crate::task::{Joined, Tid};
 
 impl Scheduler {
     /// PyOPUS's Join: at most one finished child, the lowest tid first; an empty list means any
     /// child; a blocking join with nothing finished waits until a matching child finishes.
-    pub(crate) fn handle_join(&mut self, tid: Tid, tids: Vec<Tid>, block: bool, deadline: Option<Instant>) {
-        match self.find_finished(tid, &tids) {
+    pub(crate) fn handle_join(&mut self, tid: Tid, tids: Tids, block: bool, deadline: Option<Instant>) {
+        match self.find_finished(tid, tids.as_slice()) {
             Err(e) => self.reply(tid, SysReturn::Joined(Err(e))),
             Ok(Some(joined)) => self.reply(tid, SysReturn::Joined(Ok(Some(joined)))),
-            Ok(None) if !block || self.has_no_children(tid, &tids) => {
+            Ok(None) if !block || self.has_no_children(tid, tids.as_slice()) => {
                 self.reply(tid, SysReturn::Joined(Ok(None)))
             }
             Ok(None) => {

@@ -206,7 +206,7 @@ impl Scheduler {
         };
         parent.children -= 1;
         let waits = match &parent.state {
-            State::Waiting(Wait::Join(list)) => list.is_empty() || list.contains(&tid),
+            State::Waiting(Wait::Join(list)) => list.as_slice().is_empty() || list.as_slice().contains(&tid),
             _ => false,
         };
         if waits {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use crate::syscall::SysReturn;
+use crate::syscall::{SysReturn, Tids};
 use crate::task::{LocalTask, Outcome, Tid};
 use crate::vm::HostId;
 
@@ -12,7 +12,7 @@ use crate::vm::HostId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Wait {
     /// A blocking join on these tids (empty: any child).
-    Join(Vec<Tid>),
+    Join(Tids),
     /// A blocking remote spawn waiting for a free slot (on a host, or on any).
     Slot(Option<HostId>),
 }

@@ -1,5 +1,6 @@
 //! Ids and messages that cross between the spawner and its workers.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,7 @@ impl fmt::Display for TaskId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteCall {
     /// The registered name.
-    pub function: String,
+    pub function: Cow<'static, str>,
     /// The arguments, postcard-encoded.
     pub args: Vec<u8>,
 }
@@ -87,7 +88,7 @@ impl RemoteCall {
     /// assert!(!c.args.is_empty());
     /// ```
     pub fn new<A: Serialize>(function: &str, args: &A) -> Result<Self, Error> {
-        Ok(RemoteCall { function: function.to_string(), args: encode(args)? })
+        Ok(RemoteCall { function: Cow::Owned(function.to_string()), args: encode(args)? })
     }
 }
 
@@ -149,7 +150,8 @@ pub enum Message {
 
 /// Postcard-encodes a value.
 pub(crate) fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, Error> {
-    postcard::to_stdvec(v).map_err(|e| Error::Decode(e.to_string()))
+    // Small messages are the common case: one allocation instead of a few regrowths.
+    postcard::to_extend(v, Vec::with_capacity(64)).map_err(|e| Error::Decode(e.to_string()))
 }
 
 /// Postcard-decodes a value, insisting that every byte is used.

@@ -140,9 +140,9 @@ impl Registry {
     /// assert_eq!(err, cos::RemoteFailure::UnknownFunction("nope".into()));
     /// ```
     pub fn run(&self, call: &RemoteCall) -> Result<Vec<u8>, RemoteFailure> {
-        match self.map.get(call.function.as_str()) {
+        match self.map.get(&*call.function) {
             Some(f) => f(&call.args),
-            None => Err(RemoteFailure::UnknownFunction(call.function.clone())),
+            None => Err(RemoteFailure::UnknownFunction(call.function.to_string())),
         }
     }
 }

@@ -239,7 +239,7 @@ impl VirtualMachine for SimVm {
             at: self.now,
             task,
             host: self.hosts[host].clone(),
-            function: call.function.clone(),
+            function: call.function.to_string(),
         });
         let result = self.worker.run(call.clone())?;
         self.pending.insert((self.now + latency, n), (Message::TaskResult(result), task, host));
