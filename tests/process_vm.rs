@@ -3,7 +3,8 @@
 //! Runs without the test harness (`harness = false`): `main` first calls `cos::start`, which
 //! turns a started copy into a worker, then runs the checks and prints "N passed, M failed".
 
-use std::panic::{self, AssertUnwindSafe};
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -266,15 +267,5 @@ fn main() {
         ("finalize_ends_every_worker", finalize_ends_every_worker),
         ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
     ];
-    let mut failed = 0;
-    for (name, check) in checks {
-        let ok = panic::catch_unwind(AssertUnwindSafe(check)).is_ok();
-        cos::finalize();
-        println!("check {name} ... {}", if ok { "ok" } else { "FAILED" });
-        failed += usize::from(!ok);
-    }
-    println!("{} passed, {failed} failed", checks.len() - failed);
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::run_checks(checks);
 }

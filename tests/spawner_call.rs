@@ -5,7 +5,8 @@
 //! Runs without the test harness (`harness = false`): `main` first calls `cos::start`, which
 //! turns a started copy into a worker, then runs the checks and prints "N passed, M failed".
 
-use std::panic::{self, AssertUnwindSafe};
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cos::{Error, ProcessVm, Registry, RemoteFn, ThreadVm};
@@ -157,15 +158,5 @@ fn main() {
         ("thread_workers_call_the_spawner", thread_workers_call_the_spawner),
         ("process_workers_call_the_spawner", process_workers_call_the_spawner),
     ];
-    let mut failed = 0;
-    for (name, check) in checks {
-        let ok = panic::catch_unwind(AssertUnwindSafe(check)).is_ok();
-        cos::finalize();
-        println!("check {name} ... {}", if ok { "ok" } else { "FAILED" });
-        failed += usize::from(!ok);
-    }
-    println!("{} passed, {failed} failed", checks.len() - failed);
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::run_checks(checks);
 }
