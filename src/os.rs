@@ -330,7 +330,9 @@ pub fn set_vm<V: VirtualMachine + 'static>(vm: V) -> Result<bool, Error> {
     })
 }
 
-/// Finalizes and removes the machine, if one is set (PyOPUS's `finalize`).
+/// Finalizes and removes the machine, if one is set (PyOPUS's `finalize`). Remote tasks that
+/// had not ended, and remote spawns still waiting for a slot, end with [`Error::Vm`]: their
+/// joiners get it instead of waiting forever.
 ///
 /// ```
 /// cos::finalize(); // without a machine it does nothing
@@ -339,6 +341,11 @@ pub fn finalize() {
     let vm = with(|s| s.vm.take());
     if let Some(mut vm) = vm {
         vm.finalize();
+        let graveyard = with(|s| {
+            s.machine_gone();
+            s.take_dropped()
+        });
+        drop(graveyard);
     }
 }
 

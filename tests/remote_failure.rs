@@ -111,3 +111,18 @@ fn local_fallback_panic_is_a_local_panic_error() {
     }
     assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 2)), Ok(4));
 }
+
+#[test]
+fn finalizing_the_machine_ends_its_remote_tasks_and_waiting_spawns_with_an_error() {
+    // SimVm: the tasks are done at once but their ends lie in the virtual future.
+    cos::set_vm(SimVm::new(registry(), 1, 1)).unwrap();
+    let running = Spawn::new(&DOUBLE, 1).start().unwrap();
+    let waiting = Spawn::new(&DOUBLE, 2).block(false).start().unwrap();
+    assert_eq!(waiting.task_id, None, "no free slot: it waits in the queue");
+    cos::finalize();
+    let gone = Error::Vm("the machine was finalized before the task ended".into());
+    assert_eq!(cos::join(running.task), Err(gone.clone()));
+    assert_eq!(cos::join(waiting.task), Err(gone));
+    assert_eq!(cos::remote_task_count(), 0);
+    assert_eq!(cos::task_count(), 1);
+}

@@ -64,6 +64,18 @@ impl Scheduler {
         }
     }
 
+    /// The machine was finalized: its remote tasks and the spawns waiting for its slots can
+    /// never end otherwise, so they end with an error now.
+    pub(crate) fn machine_gone(&mut self) {
+        let error = Error::Vm("the machine was finalized before the task ended".into());
+        let mut lost: Vec<(TaskId, crate::task::Tid)> = self.remote.drain().collect();
+        lost.sort_by_key(|(_, tid)| *tid);
+        for (_, tid) in lost {
+            self.finish(tid, Err(error.clone()));
+        }
+        self.fail_queued(&error);
+    }
+
     /// A remote task ended: finish it like a local one, then serve one waiting spawn.
     fn remote_ended(&mut self, id: TaskId, forced: Option<crate::task::Outcome>) {
         let Some(tid) = self.remote.remove(&id) else { return };

@@ -207,6 +207,22 @@ impl Scheduler {
         self.queue_host.retain(|_, q| !q.is_empty());
     }
 
+    /// The machine is gone: every spawn still waiting for a slot fails with `error` (a blocked
+    /// spawner gets it as its answer; a reserved task ends with it).
+    pub(crate) fn fail_queued(&mut self, error: &Error) {
+        let mut queued: Vec<Queued> = self.queue_any.drain(..).collect();
+        for (_, q) in std::mem::take(&mut self.queue_host) {
+            queued.extend(q);
+        }
+        queued.sort_by_key(|q| q.seq);
+        for q in queued {
+            match q.spawn.reserved {
+                Some(tid) => self.finish(tid, Err(error.clone())),
+                None => self.reply(q.spawner, SysReturn::Spawned(Err(error.clone()))),
+            }
+        }
+    }
+
     /// Takes a non-blocking spawn's reserved task out of the wait queues.
     pub(crate) fn unqueue_reserved(&mut self, tid: Tid) {
         let reserved = |q: &Queued| q.spawn.reserved == Some(tid);
