@@ -66,3 +66,18 @@ fn the_spawner_runs_its_own_microthreads_while_remote_tasks_run() {
     assert_eq!(cos::join(remote).unwrap(), expected(3));
     cos::finalize();
 }
+
+/// Tries to set a machine from inside a remote task.
+static SETS_A_MACHINE: RemoteFn<(), bool> =
+    RemoteFn::new("sets_a_machine", |()| cos::set_vm(SimVm::new(Registry::new(), 2, 1)).unwrap());
+
+#[test]
+fn a_remote_task_cannot_set_a_machine_of_its_own() {
+    // PyOPUS ignores setVM on a worker: outsourcing happens from the spawner only.
+    cos::set_vm(ThreadVm::builder(Registry::new().with(&SETS_A_MACHINE)).slots_per_host(1).build()).unwrap();
+    assert_eq!(cos::dispatch_single(cos::job(&SETS_A_MACHINE, ())), Ok(false));
+    cos::finalize();
+    // Where no machine is set, the same call is an ordinary set_vm.
+    let here = std::thread::spawn(|| SETS_A_MACHINE.call(())).join().unwrap();
+    assert!(here);
+}
