@@ -34,7 +34,8 @@ fn main() -> Result<(), cos::Error> {
     Dispatch::new(jobs)
         .remote(true)
         .collector(|c| {
-            let value = value_of(c.index);
+            // The job's own argument, as PyOPUS's collector reads it from the job it receives.
+            let value: u64 = c.args().unwrap_or_else(|_| value_of(c.index));
             let result = match c.result {
                 Ok(r) => *r,
                 Err(e) => {

@@ -12,7 +12,8 @@ use crate::os;
 use crate::spawn::Spawn;
 use crate::task::table::FastMap;
 use crate::task::Tid;
-use crate::vm::{HostId, RemoteFn};
+use crate::vm::message::decode;
+use crate::vm::{HostId, RemoteCall, RemoteFn};
 
 /// A job for [`dispatch`]: a spawn of a registered function (PyOPUS's `(callable, args)`).
 pub type Job<R> = Spawn<R>;
@@ -43,6 +44,34 @@ pub struct Collected<'a, R> {
     pub result: &'a Result<R, Error>,
     /// The host it ran on; `None` for a job that ran locally.
     pub host: Option<&'a HostId>,
+    /// The job's call: the function's name and its encoded arguments (PyOPUS passes the job
+    /// itself); [`Collected::args`] decodes them. `None` when the arguments could not be encoded.
+    pub job: Option<&'a RemoteCall>,
+}
+
+impl<R> Collected<'_, R> {
+    /// The job's arguments, decoded as an `A` (the argument type of its function).
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when they are not an `A`, or when the job has no call.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// static SQ: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("sq", |x| x * x);
+    /// let mut pairs = vec![];
+    /// cos::Dispatch::new((5..8).map(|i| cos::job(&SQ, i)))
+    ///     .collector(|c| {
+    ///         pairs.push((c.args::<u32>().unwrap(), *c.result.as_ref().unwrap()));
+    ///         ControlFlow::Continue(())
+    ///     })
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(pairs, vec![(5, 25), (6, 36), (7, 49)]);
+    /// ```
+    pub fn args<A: DeserializeOwned>(&self) -> Result<A, Error> {
+        let call = self.job.ok_or_else(|| Error::Decode("the job has no encoded arguments".into()))?;
+        decode(&call.args)
+    }
 }
 
 type Collector<'c, R> = Box<dyn FnMut(Collected<'_, R>) -> ControlFlow<()> + 'c>;
@@ -80,11 +109,22 @@ pub struct Dispatch<'c, R, I> {
 }
 
 /// A running job: where its result goes, and (with retries) a copy to start again.
+/// A job's final outcome, on its way to the collector and the result list.
+struct Done<R> {
+    index: usize,
+    tid: Tid,
+    result: Result<R, Error>,
+    host: Option<HostId>,
+    call: Option<RemoteCall>,
+}
+
 struct Running<R> {
     index: usize,
     host: Option<HostId>,
     attempt: u32,
     copy: Option<Spawn<R>>,
+    /// The job's call, kept for the collector.
+    call: Option<RemoteCall>,
 }
 
 /// Which hosts lost their jobs' workers too often in a row (see [`Dispatch::host_failure_limit`]).
@@ -259,8 +299,10 @@ where
                         if let Some(r) = self.remote {
                             job = job.remote(r);
                         }
+                        let call = if self.collector.is_some() { job.call().cloned() } else { None };
                         if let Err((e, _)) = self.start(job, index, 0, &mut health, &mut running, &mut tids) {
-                            self.deliver(index, Tid::SCHEDULER, Err(e), None, build, &mut results, &mut more)
+                            let done = Done { index, tid: Tid::SCHEDULER, result: Err(e), host: None, call };
+                            self.deliver(done, build, &mut results, &mut more)
                         }
                         index += 1;
                     }
@@ -314,7 +356,8 @@ where
                         }
                     }
                 }
-                self.deliver(job.index, tid, result, host, build, &mut results, &mut more);
+                let done = Done { index: job.index, tid, result, host, call: job.call };
+                self.deliver(done, build, &mut results, &mut more);
             }
         }
         Ok(results.into_iter().flatten().collect())
@@ -333,6 +376,7 @@ where
     ) -> Result<(), (Error, Option<HostId>)> {
         // The copy is taken before pinning, so a retry picks its host afresh.
         let copy = (self.retries > attempt).then(|| job.duplicate());
+        let call = if self.collector.is_some() { job.call().cloned() } else { None };
         let mut pinned = None;
         if self.retries > 0 && job.target().is_none() && health.any_out(self.host_failure_limit) {
             if let Some(h) = health.pick(self.host_failure_limit) {
@@ -344,7 +388,7 @@ where
             Ok(s) => {
                 let tid = s.task.tid();
                 log::debug!(target: "cos", "dispatch: job {index} is task {tid}");
-                running.insert(tid, Running { index, host: s.host, attempt, copy });
+                running.insert(tid, Running { index, host: s.host, attempt, copy, call });
                 tids.push(tid);
                 Ok(())
             }
@@ -352,19 +396,16 @@ where
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
-        index: usize,
-        tid: Tid,
-        result: Result<R, Error>,
-        host: Option<HostId>,
+        done: Done<R>,
         build: bool,
         results: &mut Vec<Option<Result<R, Error>>>,
         more: &mut bool,
     ) {
+        let Done { index, tid, result, host, call } = done;
         if let Some(c) = self.collector.as_mut() {
-            let seen = Collected { index, tid, result: &result, host: host.as_ref() };
+            let seen = Collected { index, tid, result: &result, host: host.as_ref(), job: call.as_ref() };
             if c(seen).is_break() {
                 *more = false;
             }

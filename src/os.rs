@@ -302,8 +302,8 @@ pub fn hosts() -> Vec<HostId> {
 }
 
 /// Sets the machine that remote spawns use, following PyOPUS's rules: ignored (`Ok(false)`) on
-/// a worker (the machine has a parent task) or with fewer than 2 slots; the previous machine, if
-/// any, is finalized.
+/// a worker (the machine has a parent task, or this thread runs remote tasks for a spawner) or
+/// with fewer than 2 slots; the previous machine, if any, is finalized.
 ///
 /// # Errors
 /// [`Error::Vm`] while remote tasks run.
@@ -321,7 +321,7 @@ pub fn set_vm<V: VirtualMachine + 'static>(vm: V) -> Result<bool, Error> {
         if let Some(mut old) = s.vm.take() {
             old.finalize();
         }
-        if vm.parent_task_id().is_some() || vm.slots() < 2 {
+        if vm.parent_task_id().is_some() || crate::spawner_call::on_worker() || vm.slots() < 2 {
             log::debug!(target: "cos", "machine ignored (worker, or fewer than 2 slots)");
             return Ok(false);
         }

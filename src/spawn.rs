@@ -83,6 +83,11 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
         Spawn { spawn, marker: PhantomData }
     }
 
+    /// The call this spawn makes (`None` when its arguments could not be encoded).
+    pub(crate) fn call(&self) -> Option<&RemoteCall> {
+        self.spawn.as_ref().ok().map(|s| &s.call)
+    }
+
     /// The host this spawn is pinned to, if any.
     pub(crate) fn target(&self) -> Option<&HostId> {
         self.spawn.as_ref().ok().and_then(|s| s.target.as_ref())

@@ -40,6 +40,11 @@ pub(crate) fn install(link: Box<dyn SpawnerLink>) -> LinkGuard {
     LinkGuard(())
 }
 
+/// Whether this thread runs remote tasks for a spawner (a worker thread or process).
+pub(crate) fn on_worker() -> bool {
+    WORKER.try_with(|w| w.borrow().is_some()).unwrap_or(false)
+}
+
 /// Removes the thread's link when dropped.
 pub(crate) struct LinkGuard(());
 
