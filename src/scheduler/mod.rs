@@ -105,13 +105,18 @@ impl Scheduler {
     /// Appends a runnable task to the ready queue, unless it is there already.
     pub(crate) fn schedule(&mut self, tid: Tid) {
         if let Some(e) = self.tasks.get_mut(&tid) {
-            debug_assert!(!e.is_remote(), "remote task {tid} scheduled");
-            if !e.scheduled {
-                e.scheduled = true;
-                e.state = State::Runnable;
-                self.ready.push_back(tid);
-                log::trace!(target: "cos", "task {tid} scheduled");
-            }
+            Self::enqueue_entry(&mut self.ready, tid, e);
+        }
+    }
+
+    /// Appends `e` (the entry of `tid`) to the ready queue unless it is there already.
+    fn enqueue_entry(ready: &mut VecDeque<Tid>, tid: Tid, e: &mut Entry) {
+        debug_assert!(!e.is_remote(), "remote task {tid} scheduled");
+        if !e.scheduled {
+            e.scheduled = true;
+            e.state = State::Runnable;
+            ready.push_back(tid);
+            log::trace!(target: "cos", "task {tid} scheduled");
         }
     }
 
@@ -122,8 +127,8 @@ impl Scheduler {
             if let Some(at) = e.deadline.take() {
                 self.timers.remove(&(at, tid));
             }
+            Self::enqueue_entry(&mut self.ready, tid, e);
         }
-        self.schedule(tid);
     }
 
     /// Handles a system call made by `tid`.
@@ -174,10 +179,15 @@ impl Scheduler {
         self.current = Tid::MAIN;
         match step {
             Step::Call(call) => {
-                if let Some(Entry { body: Body::Local(slot), .. }) = self.tasks.get_mut(&tid) {
+                let Some(e) = self.tasks.get_mut(&tid) else { return };
+                if let Body::Local(slot) = &mut e.body {
                     *slot = Some(task);
                 }
-                self.handle(tid, call);
+                match call {
+                    // The commonest call, handled with the entry at hand.
+                    SysCall::Yield => Self::enqueue_entry(&mut self.ready, tid, e),
+                    call => self.handle(tid, call),
+                }
             }
             Step::Done(outcome) => {
                 log::debug!(target: "cos", "local task {tid} finished");
