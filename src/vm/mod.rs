@@ -9,6 +9,7 @@ pub(crate) mod registry;
 mod select;
 mod sim;
 mod thread;
+mod wait;
 pub(crate) mod worker;
 
 use std::time::Duration;

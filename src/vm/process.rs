@@ -677,7 +677,7 @@ impl VirtualMachine for ProcessVm {
         if let Some(task) = self.exit_next.take() {
             return Ok(Some((task, Message::TaskExit)));
         }
-        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+        let deadline = timeout.filter(|d| !d.is_zero()).and_then(|d| Instant::now().checked_add(d));
         let closed = || Error::Vm("event channel closed".into());
         loop {
             let event = match (timeout, deadline) {

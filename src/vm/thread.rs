@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::layout::HostLayout;
 use crate::vm::message::{decode, encode};
+use crate::vm::wait::recv_spinning;
 use crate::vm::worker::InlineWorker;
 use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
 
@@ -41,10 +42,6 @@ pub struct ThreadVm {
     /// Runs the workers' calls of [`crate::spawner_call`], started on first use.
     inline: Option<InlineWorker>,
 }
-
-/// How many times a blocking receive polls the result channel before it parks the thread
-/// (a few microseconds).
-const RECEIVE_SPINS: u32 = 256;
 
 struct Worker {
     jobs: Option<Sender<Vec<u8>>>,
@@ -199,20 +196,6 @@ impl ThreadVm {
 }
 
 impl ThreadVm {
-    /// Waits for a frame: a short spin first, since a worker often answers within a few
-    /// microseconds and waking a parked thread costs more than that; then a blocking receive.
-    fn recv_spinning(&self) -> Result<Vec<u8>, Error> {
-        let closed = || Error::Vm("result channel closed".into());
-        for _ in 0..RECEIVE_SPINS {
-            match self.results_rx.try_recv() {
-                Ok(f) => return Ok(f),
-                Err(TryRecvError::Empty) => std::hint::spin_loop(),
-                Err(TryRecvError::Disconnected) => return Err(closed()),
-            }
-        }
-        self.results_rx.recv().map_err(|_| closed())
-    }
-
     /// Runs a worker's spawner call here and answers it when asked to.
     fn spawner_call(&mut self, task: TaskId, call: RemoteCall, reply: bool) {
         let Some(slot) = self.slot_of(task) else {
@@ -364,7 +347,9 @@ impl VirtualMachine for ThreadVm {
                     Err(TryRecvError::Empty) => return Ok(None),
                     Err(TryRecvError::Disconnected) => return Err(Error::Vm("result channel closed".into())),
                 },
-                (None, _) | (Some(_), None) => self.recv_spinning()?,
+                (None, _) | (Some(_), None) => {
+                    recv_spinning(&self.results_rx).map_err(|_| Error::Vm("result channel closed".into()))?
+                }
                 (Some(_), Some(deadline)) => match self.results_rx.recv_deadline(deadline) {
                     Ok(f) => f,
                     Err(RecvTimeoutError::Timeout) => return Ok(None),
