@@ -37,3 +37,18 @@ fn small_stacks_overflow_sooner_but_safely() {
     let u = cos::spawn(|| black_box(recurse as fn(u64) -> u64) as usize > 0).unwrap();
     assert_eq!(cos::join(u), Ok(true));
 }
+
+static RUNAWAY: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("runaway", recurse);
+static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
+
+#[test]
+fn a_runaway_recursion_in_a_remote_function_ends_only_that_job() {
+    // The worker thread runs each call as a local task, so the overflow is caught there too.
+    let registry = cos::Registry::new().with(&RUNAWAY).with(&DOUBLE);
+    cos::set_vm(cos::ThreadVm::builder(registry).slots_per_host(1).build()).unwrap();
+    let bad = cos::spawn_remote(&RUNAWAY, 0).unwrap();
+    assert_eq!(cos::join(bad), Err(cos::Error::Remote("stack overflow".into())));
+    let results = cos::dispatch((0..5).map(|i| cos::job(&DOUBLE, i))).unwrap();
+    assert_eq!(results, (0..5).map(|i| Ok(2 * i)).collect::<Vec<_>>());
+    cos::finalize();
+}

@@ -101,6 +101,8 @@ pub enum RemoteFailure {
     BadArguments(String),
     /// The function panicked.
     Panicked(String),
+    /// The function overflowed its stack (the worker ran it as a local task and lives on).
+    StackOverflow,
 }
 
 impl From<RemoteFailure> for Error {
@@ -109,6 +111,7 @@ impl From<RemoteFailure> for Error {
             RemoteFailure::UnknownFunction(n) => Error::UnknownFunction(n),
             RemoteFailure::BadArguments(e) => Error::Decode(e),
             RemoteFailure::Panicked(m) => Error::Remote(format!("panicked: {m}")),
+            RemoteFailure::StackOverflow => Error::Remote("stack overflow".into()),
         }
     }
 }

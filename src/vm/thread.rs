@@ -1,6 +1,8 @@
 //! `ThreadVm`: the embedded default machine, worker threads in this process.
 
+use std::cell::Cell;
 use std::fmt;
+use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -142,7 +144,7 @@ impl ThreadVm {
             .spawn(move || {
                 let link = ThreadLink { results: results.clone(), replies: replies_rx };
                 let _link = spawner_call::install(Box::new(link));
-                worker_loop(&registry, &jobs_rx, &results)
+                serve(registry, jobs_rx, results)
             })
             .map_err(|e| log::error!(target: "cos", "cannot start worker thread: {e}"))
             .ok();
@@ -238,9 +240,45 @@ impl SpawnerLink for ThreadLink {
     }
 }
 
-/// Runs jobs until the spawner hangs up. A panic that escapes the registry's own catching
-/// reports the task as lost instead of leaving it unanswered.
-fn worker_loop(registry: &Registry, jobs: &Receiver<Vec<u8>>, results: &Sender<Vec<u8>>) {
+/// A worker thread's life. It serves jobs from inside a local task of its own OS, on a large
+/// stack, so that a runaway recursion in a call ends that call with
+/// [`RemoteFailure::StackOverflow`] (and a new serving task takes over) instead of ending the
+/// process. Serving from one long-lived task costs nothing per call.
+fn serve(registry: Registry, jobs: Receiver<Vec<u8>>, results: Sender<Vec<u8>>) {
+    crate::os::set_stack_size(WORKER_TASK_STACK);
+    let registry = Rc::new(registry);
+    let current: Rc<Cell<Option<TaskId>>> = Rc::default();
+    loop {
+        let (r, j, s, c) = (registry.clone(), jobs.clone(), results.clone(), current.clone());
+        let failure = match crate::os::spawn(move || worker_loop(&r, &j, &s, &c)).and_then(crate::os::join) {
+            // The spawner hung up.
+            Ok(()) => return,
+            Err(Error::StackOverflow(_)) => RemoteFailure::StackOverflow,
+            Err(e) => {
+                // A panic past the registry (already reported as a lost worker) or no stack:
+                // this thread ends and the machine starts a new one in its slot.
+                log::error!(target: "cos", "worker thread ends: {e}");
+                return;
+            }
+        };
+        let Some(task) = current.take() else { continue };
+        log::debug!(target: "cos", "task {task} overflowed its stack on a worker thread");
+        let sent = encode(&(task, Message::TaskResult(Err(failure)))).map(|f| results.send(f).is_ok());
+        if sent != Ok(true) {
+            return;
+        }
+    }
+}
+
+/// Runs jobs until the spawner hangs up, noting in `current` the task it runs. A panic that
+/// escapes the registry's own catching reports the task as lost instead of leaving it
+/// unanswered.
+fn worker_loop(
+    registry: &Registry,
+    jobs: &Receiver<Vec<u8>>,
+    results: &Sender<Vec<u8>>,
+    current: &Cell<Option<TaskId>>,
+) {
     struct LostGuard<'a> {
         task: Option<TaskId>,
         results: &'a Sender<Vec<u8>>,
@@ -263,9 +301,11 @@ fn worker_loop(registry: &Registry, jobs: &Receiver<Vec<u8>>, results: &Sender<V
             }
         };
         let mut guard = LostGuard { task: Some(task), results };
+        current.set(Some(task));
         let running = spawner_call::running(task);
         let reply = Message::TaskResult(registry.run(&call));
         drop(running);
+        current.set(None);
         guard.task = None;
         match encode(&(task, reply)) {
             Ok(f) => {
@@ -277,6 +317,10 @@ fn worker_loop(registry: &Registry, jobs: &Receiver<Vec<u8>>, results: &Sender<V
         }
     }
 }
+
+/// The stack size of the local task a worker thread serves its calls in (only the pages a
+/// call touches take memory).
+const WORKER_TASK_STACK: usize = 8 * 1024 * 1024;
 
 impl fmt::Debug for ThreadVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
