@@ -19,6 +19,15 @@ static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x)
 static WHERE: cos::RemoteFn<(), String> =
     cos::RemoteFn::new("where", |()| mpi::environment::processor_name().unwrap_or_default());
 static FAIL: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("fail", |x| panic!("job {x} fails on purpose"));
+/// Recurses without end.
+fn runaway(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 64]);
+    if n == u64::MAX {
+        return 0;
+    }
+    std::hint::black_box(runaway(n + 1)) + pad[1]
+}
+static RUNAWAY: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("runaway", runaway);
 static SLEEP: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("sleep_ms", |ms| {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -108,6 +117,20 @@ fn check_failure() -> Result<(), String> {
     Ok(())
 }
 
+/// A runaway recursion in a job ends that job with an error; its rank (and the MPI job) lives on.
+fn check_overflow() -> Result<(), String> {
+    let s = cos::Spawn::new(&RUNAWAY, 0).start().map_err(|e| e.to_string())?;
+    match cos::join(s.task) {
+        Err(cos::Error::Remote(m)) if m == "stack overflow" => {}
+        other => return Err(format!("runaway task joined as {other:?}")),
+    }
+    let results = cos::dispatch((0..20).map(|i| cos::job(&DOUBLE, i))).map_err(|e| e.to_string())?;
+    if results != (0..20).map(|i| Ok(2 * i)).collect::<Vec<_>>() {
+        return Err(format!("jobs after the overflow gave {results:?}"));
+    }
+    Ok(())
+}
+
 /// Waiting for a slow worker leaves the spawner's CPU (nearly) idle: it does not spin.
 fn check_idle_wait() -> Result<(), String> {
     let task = cos::spawn_remote(&SLEEP, 1000).map_err(|e| e.to_string())?;
@@ -135,7 +158,7 @@ fn check_idle_wait() -> Result<(), String> {
 fn main() -> ExitCode {
     // The failing-task check panics on a worker on purpose: one line instead of a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
-    let registry = cos::Registry::new().with(&DOUBLE).with(&WHERE).with(&FAIL).with(&SLEEP);
+    let registry = cos::Registry::new().with(&DOUBLE).with(&WHERE).with(&FAIL).with(&SLEEP).with(&RUNAWAY);
     // Only rank 0 comes back; the other ranks work until the machine is finalized.
     let vm = match cos::MpiVm::init(registry) {
         Ok(vm) => vm,
@@ -158,11 +181,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 6] = [
         ("slots and hosts", &|| check_slots(size, &here)),
         ("dispatch of 100 jobs", &check_dispatch),
         ("host targeting", &|| check_targeting(&here)),
         ("failing task", &check_failure),
+        ("stack overflow in a job", &check_overflow),
         ("idle wait", &check_idle_wait),
     ];
     let (mut passed, mut failed) = (0, 0);

@@ -67,6 +67,16 @@ static NEVER_ENDS: RemoteFn<(), u64> = RemoteFn::new("never_ends", |()| loop {
 });
 static UNREGISTERED: RemoteFn<(), ()> = RemoteFn::new("unregistered", |()| ());
 
+/// Recurses without end.
+fn runaway(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 64]);
+    if n == u64::MAX {
+        return 0;
+    }
+    std::hint::black_box(runaway(n + 1)) + pad[1]
+}
+static RUNAWAY: RemoteFn<u64, u64> = RemoteFn::new("runaway", runaway);
+
 fn registry() -> Registry {
     Registry::new()
         .with(&DOUBLE)
@@ -82,6 +92,7 @@ fn registry() -> Registry {
         .with(&CRASHY)
         .with(&NESTED_MACHINE)
         .with(&NEVER_ENDS)
+        .with(&RUNAWAY)
 }
 
 fn machine(hosts: usize, per_host: usize) -> ProcessVm {
@@ -142,6 +153,13 @@ fn a_caught_panic_keeps_the_worker() {
         other => panic!("expected a remote failure, got {other:?}"),
     }
     assert_eq!(pid_of_worker(), before);
+}
+
+fn a_stack_overflow_keeps_the_worker() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    let before = pid_of_worker();
+    assert_eq!(cos::dispatch_single(cos::job(&RUNAWAY, 0)), Err(Error::Remote("stack overflow".into())));
+    assert_eq!(pid_of_worker(), before, "the worker process lived on");
 }
 
 fn an_unknown_function_is_an_error() {
@@ -256,6 +274,7 @@ fn main() {
         ("jobs_run_in_other_processes", jobs_run_in_other_processes),
         ("hosts_are_targeted", hosts_are_targeted),
         ("a_caught_panic_keeps_the_worker", a_caught_panic_keeps_the_worker),
+        ("a_stack_overflow_keeps_the_worker", a_stack_overflow_keeps_the_worker),
         ("an_unknown_function_is_an_error", an_unknown_function_is_an_error),
         (
             "every_death_loses_only_its_task_and_restarts_the_slot",

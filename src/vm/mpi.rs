@@ -13,7 +13,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,9 @@ use ::mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::{Rank, Tag, Threading};
 
-use crate::error::{panic_text, Error};
+use crate::error::Error;
 use crate::vm::message::{decode, encode};
+use crate::vm::worker::run_guarded;
 use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
 
 /// Worker to spawner: the worker's processor name (UTF-8).
@@ -219,6 +219,7 @@ fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
     let world = universe.world();
     let rank = world.rank();
     log::debug!(target: "cos", "rank {rank} on {name}: worker started");
+    let registry = std::rc::Rc::new(registry.clone());
     send(&world, 0, name.as_bytes(), TAG_HELLO);
     let spawner = world.process_at_rank(0);
     loop {
@@ -229,8 +230,12 @@ fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
                 let reply = match decode::<(TaskId, RemoteCall)>(&bytes) {
                     Ok((task, call)) => {
                         log::debug!(target: "cos", "rank {rank}: task {task} runs {}", call.function);
-                        let result = panic::catch_unwind(AssertUnwindSafe(|| registry.run(&call)))
-                            .unwrap_or_else(|p| Err(RemoteFailure::Panicked(panic_text(&*p))));
+                        // As a local task: a stack overflow in the call ends only the call, and
+                        // a panic past the registry becomes this task's failure; the rank lives on.
+                        let result = run_guarded(&registry, call).unwrap_or_else(|e| match e {
+                            Error::Panicked { message, .. } => Err(RemoteFailure::Panicked(message)),
+                            other => Err(RemoteFailure::Panicked(other.to_string())),
+                        });
                         if let Err(f) = &result {
                             log::debug!(target: "cos", "rank {rank}: task {task} failed: {f:?}");
                         }

@@ -13,9 +13,9 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{panic_text, Error};
+use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::layout::HostLayout;
 use crate::vm::message::{decode, encode};
-use crate::vm::worker::InlineWorker;
+use crate::vm::worker::{run_guarded, InlineWorker};
 use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
 
 /// Names the spawner's socket; its presence makes a process a worker.
@@ -830,6 +830,7 @@ fn serve(registry: &Registry) -> Result<(), Error> {
     write_frame(&mut stream, &encode(&Hello { slot, pid: std::process::id() })?)?;
     let link = stream.try_clone().map_err(|e| Error::Vm(e.to_string()))?;
     let _link = spawner_call::install(Box::new(ProcessLink { stream: link }));
+    let registry = Rc::new(registry.clone());
     while let Some(frame) = read_frame(&mut stream)? {
         let (task, call) = match decode::<Down>(&frame)? {
             Down::Run(task, call) => (task, call),
@@ -839,14 +840,19 @@ fn serve(registry: &Registry) -> Result<(), Error> {
             }
         };
         let running = spawner_call::running(task);
-        let result = panic::catch_unwind(AssertUnwindSafe(|| registry.run(&call)));
+        // As a local task: a stack overflow in the call ends only the call.
+        let result = run_guarded(&registry, call);
         drop(running);
         let reply = match result {
             Ok(r) => Message::TaskResult(r),
-            Err(p) => {
+            Err(e) => {
                 // A panic that escaped the registry: this process may be broken, so it reports
                 // the task lost and ends; the spawner starts a new one.
-                let why = format!("worker process {} panicked: {}", std::process::id(), panic_text(&*p));
+                let text = match e {
+                    Error::Panicked { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let why = format!("worker process {} panicked: {text}", std::process::id());
                 let _ = write_frame(&mut stream, &encode(&(task, Message::WorkerLost(why.clone())))?);
                 return Err(Error::WorkerLost(why));
             }

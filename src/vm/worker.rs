@@ -1,5 +1,6 @@
 //! The worker side shared by the machines: run one registered call and answer with messages.
 
+use std::rc::Rc;
 use std::thread;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -46,5 +47,30 @@ impl Drop for InlineWorker {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// The stack size of the local task a worker runs calls in (only the pages a call touches
+/// take memory).
+pub(crate) const WORKER_TASK_STACK: usize = 8 * 1024 * 1024;
+
+/// Runs `call` as a local task of this thread's OS, so that a stack overflow in the function
+/// ends only the call, with [`RemoteFailure::StackOverflow`].
+///
+/// # Errors
+/// The error that ended the task otherwise: a panic that escaped the registry's own catching
+/// ([`Error::Panicked`]), or no stack for the task.
+pub(crate) fn run_guarded(
+    registry: &Rc<Registry>,
+    call: RemoteCall,
+) -> Result<Result<Vec<u8>, RemoteFailure>, Error> {
+    if crate::os::stack_size() < WORKER_TASK_STACK {
+        crate::os::set_stack_size(WORKER_TASK_STACK);
+    }
+    let registry = Rc::clone(registry);
+    match crate::os::spawn(move || registry.run(&call)).and_then(crate::os::join) {
+        Ok(result) => Ok(result),
+        Err(Error::StackOverflow(_)) => Ok(Err(RemoteFailure::StackOverflow)),
+        Err(e) => Err(e),
     }
 }
