@@ -34,6 +34,8 @@
 //!
 //! Debug output goes through the `log` crate with target `cos`.
 
+#![warn(missing_docs)]
+
 mod dispatch;
 mod error;
 pub mod optimize;
