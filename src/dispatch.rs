@@ -16,6 +16,12 @@ use crate::vm::message::decode;
 use crate::vm::{HostId, RemoteCall, RemoteFn};
 
 /// A job for [`dispatch`]: a spawn of a registered function (PyOPUS's `(callable, args)`).
+///
+/// ```
+/// static INC: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("inc", |x| x + 1);
+/// let jobs: Vec<cos::Job<u8>> = vec![cos::job(&INC, 1), cos::job(&INC, 2).remote(false)];
+/// assert_eq!(cos::dispatch(jobs).unwrap(), vec![Ok(2), Ok(3)]);
+/// ```
 pub type Job<R> = Spawn<R>;
 
 /// A job calling `f(args)`.
@@ -34,6 +40,19 @@ where
 }
 
 /// One finished job, as the collector sees it.
+///
+/// ```
+/// static INC: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("inc", |x| x + 1);
+/// let mut seen = vec![];
+/// cos::Dispatch::new((0..2).map(|i| cos::job(&INC, i)))
+///     .collector(|c: cos::Collected<'_, u8>| {
+///         seen.push((c.index, c.result.clone().unwrap(), c.host.is_none()));
+///         std::ops::ControlFlow::Continue(())
+///     })
+///     .run()
+///     .unwrap();
+/// assert_eq!(seen, vec![(0, 1, true), (1, 2, true)]);
+/// ```
 #[derive(Debug)]
 pub struct Collected<'a, R> {
     /// The job's index in the job sequence.

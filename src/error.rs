@@ -5,6 +5,11 @@ use std::fmt;
 use crate::task::Tid;
 
 /// What a task is blocked on, as shown in a [`DeadlockReport`].
+///
+/// ```
+/// assert_eq!(cos::WaitReason::Join(vec![]).to_string(), "joins any child");
+/// assert_eq!(cos::WaitReason::Slot(Some("host1".into())).to_string(), "waits for a free slot on host host1");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitReason {
     /// A blocking join on these tids (empty: any child).
@@ -34,6 +39,12 @@ impl fmt::Display for WaitReason {
 }
 
 /// Who waits on whom when no task can run and nothing outside can wake one.
+///
+/// ```
+/// use cos::{DeadlockReport, Tid, WaitReason};
+/// let r = DeadlockReport { waiting: vec![(Tid(1), WaitReason::Join(vec![Tid(2)]))] };
+/// assert_eq!(r.to_string(), "task 1 joins 2");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadlockReport {
     /// Every blocked task with what it waits on, in tid order.

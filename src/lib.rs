@@ -61,7 +61,6 @@ pub use storage::{
     local_storage, mirrored_storage, to_abstract_path, to_abstract_path_in, to_actual_path,
     to_actual_path_in, AbstractPath,
 };
-pub use syscall::SpawnInfo;
 pub use task::{Joined, Outcome, Task, Tid, Value};
 #[cfg(feature = "mpi")]
 pub use vm::MpiVm;

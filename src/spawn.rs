@@ -30,6 +30,13 @@ pub struct Spawn<R> {
 }
 
 /// A started spawn (PyOPUS's extended return value `(tid, taskID, hostID)`).
+///
+/// ```
+/// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+/// let s: cos::Spawned<u8> = cos::Spawn::new(&ONE, ()).start().unwrap();
+/// assert_eq!((s.task_id, s.host), (None, None)); // no machine: a local task
+/// assert_eq!(cos::join(s.task).unwrap(), 1);
+/// ```
 #[derive(Debug)]
 pub struct Spawned<R> {
     /// The task: join it like any other.

@@ -71,13 +71,13 @@ pub(crate) struct RemoteSpawn {
 
 /// Where a spawned task runs (PyOPUS's extended return value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpawnInfo {
+pub(crate) struct SpawnInfo {
     /// The new task's tid.
-    pub tid: Tid,
+    pub(crate) tid: Tid,
     /// The remote task id; `None` for a local task or one still waiting for a slot.
-    pub task_id: Option<TaskId>,
+    pub(crate) task_id: Option<TaskId>,
     /// The host the task runs on; for a task still waiting, the host it waits for.
-    pub host: Option<HostId>,
+    pub(crate) host: Option<HostId>,
 }
 
 /// The scheduler's answer to a system call.

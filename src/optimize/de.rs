@@ -82,6 +82,17 @@ impl Rng {
 
 /// The state of a run, as the progress observer of [`De::run_with`] sees it after each joined
 /// evaluation, once the evaluations that replace it have been spawned.
+///
+/// ```
+/// use cos::optimize::{De, ROSENBROCK};
+/// let mut seen = 0;
+/// De::new(vec![-2.0; 2], vec![2.0; 2])
+///     .population(5)
+///     .max_evals(30)
+///     .run_with(&ROSENBROCK, |x| (x.to_vec(), 0), |p| seen = p.evals)
+///     .unwrap();
+/// assert_eq!(seen, 30);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
     /// Evaluations joined so far.
@@ -94,6 +105,13 @@ pub struct Progress {
 }
 
 /// The outcome of a run of [`De`].
+///
+/// ```
+/// use cos::optimize::{De, ROSENBROCK};
+/// let s = De::new(vec![-2.0; 2], vec![2.0; 2]).population(5).max_evals(40).run(&ROSENBROCK, |x| (x.to_vec(), 0)).unwrap();
+/// assert_eq!((s.evals, s.history.len()), (40, 40));
+/// assert_eq!(s.best_cost, *s.history.last().unwrap());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Solution {
     /// The best vector found.

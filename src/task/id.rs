@@ -17,8 +17,16 @@ pub struct Tid(pub u64);
 
 impl Tid {
     /// The scheduler's tid (0).
+    ///
+    /// ```
+    /// assert_eq!(cos::Tid::SCHEDULER, cos::Tid(0));
+    /// ```
     pub const SCHEDULER: Tid = Tid(0);
     /// The main program's tid (1).
+    ///
+    /// ```
+    /// assert_eq!(cos::Tid::MAIN, cos::Tid(1));
+    /// ```
     pub const MAIN: Tid = Tid(1);
 }
 
@@ -136,6 +144,12 @@ impl fmt::Debug for Value {
 }
 
 /// How a task ended: its value, or the error that ended it.
+///
+/// ```
+/// let _ = cos::spawn(|| 2u8).unwrap();
+/// let outcome: cos::Outcome = cos::join_any().unwrap().unwrap().result;
+/// assert_eq!(outcome.unwrap().downcast::<u8>().ok(), Some(2));
+/// ```
 pub type Outcome = Result<Value, Error>;
 
 /// One joined child: its tid and how it ended (PyOPUS's `{tid: value}`).

@@ -93,6 +93,11 @@ impl RemoteCall {
 }
 
 /// Why a remote task failed, as it crosses back to the spawner.
+///
+/// ```
+/// let e: cos::Error = cos::RemoteFailure::UnknownFunction("f".into()).into();
+/// assert_eq!(e, cos::Error::UnknownFunction("f".into()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoteFailure {
     /// The worker's registry has no function of that name.

@@ -10,6 +10,17 @@ use crate::vm::worker::InlineWorker;
 use crate::vm::{HostId, Message, Registry, RemoteCall, TaskId, VirtualMachine};
 
 /// One event of a [`SimVm`] run, in virtual time (microseconds).
+///
+/// ```
+/// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+/// let vm = cos::SimVm::new(cos::Registry::new().with(&ONE), 1, 1);
+/// let trace = vm.trace();
+/// cos::set_vm(vm).unwrap();
+/// cos::dispatch_single(cos::job(&ONE, ())).unwrap();
+/// assert!(matches!(trace.events()[0], cos::SimEvent::Spawn { at: 0, .. }));
+/// assert!(matches!(trace.events()[1], cos::SimEvent::Done { .. }));
+/// cos::finalize();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimEvent {
     /// A task started on a host.
@@ -33,6 +44,12 @@ pub enum SimEvent {
 }
 
 /// The events of a [`SimVm`] run, readable while the machine belongs to the scheduler.
+///
+/// ```
+/// let vm = cos::SimVm::new(cos::Registry::new(), 1, 1);
+/// let trace: cos::SimTrace = vm.trace();
+/// assert!(trace.events().is_empty());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct SimTrace(Arc<Mutex<Vec<SimEvent>>>);
 
