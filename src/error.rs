@@ -117,9 +117,6 @@ pub enum Error {
     Timeout,
     /// The local task overflowed its stack (it hit its guard page).
     StackOverflow(Tid),
-    /// A call was given an argument outside its domain (for example an empty box to optimize
-    /// over).
-    InvalidArgument(String),
 }
 
 impl fmt::Display for Error {
@@ -141,7 +138,6 @@ impl fmt::Display for Error {
             Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
             Error::Timeout => f.write_str("deadline passed"),
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
-            Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
         }
     }
 }

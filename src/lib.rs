@@ -38,7 +38,6 @@
 
 mod dispatch;
 mod error;
-pub mod optimize;
 mod os;
 mod scheduler;
 mod spawn;

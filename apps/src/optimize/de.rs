@@ -8,18 +8,16 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::Error;
-use crate::os;
-use crate::spawn::Spawn;
-use crate::task::Tid;
-use crate::vm::RemoteFn;
+use cos::{RemoteFn, Spawn, Tid};
+
+use super::error::{Error, InvalidArgument};
 
 /// The Rosenbrock function `sum 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2`; its minimum is 0 at
 /// `(1, ..., 1)`.
 ///
 /// ```
-/// assert_eq!(cos::optimize::rosenbrock(&[1.0; 10]), 0.0);
-/// assert_eq!(cos::optimize::rosenbrock(&[0.0, 0.0]), 1.0);
+/// assert_eq!(cos_apps::optimize::rosenbrock(&[1.0; 10]), 0.0);
+/// assert_eq!(cos_apps::optimize::rosenbrock(&[0.0, 0.0]), 1.0);
 /// ```
 pub fn rosenbrock(x: &[f64]) -> f64 {
     x.windows(2).map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2)).sum()
@@ -43,10 +41,10 @@ fn busy_wait(micros: u64) {
 
 /// The test cost: the [`rosenbrock`] function of the vector, after a busy wait of the given
 /// number of microseconds of CPU time that stands in for an expensive evaluation (a circuit
-/// simulation in PyOPUS's typical use). Register it with the machine's [`Registry`](crate::Registry).
+/// simulation in PyOPUS's typical use). Register it with the machine's [`Registry`](cos::Registry).
 ///
 /// ```
-/// use cos::optimize::ROSENBROCK;
+/// use cos_apps::optimize::ROSENBROCK;
 /// assert_eq!(ROSENBROCK.call((vec![1.0; 10], 0)), 0.0);
 /// let reg = cos::Registry::new().with(&ROSENBROCK);
 /// assert_eq!(reg.names(), vec!["rosenbrock"]);
@@ -84,7 +82,7 @@ impl Rng {
 /// evaluation, once the evaluations that replace it have been spawned.
 ///
 /// ```
-/// use cos::optimize::{De, ROSENBROCK};
+/// use cos_apps::optimize::{De, ROSENBROCK};
 /// let mut seen = 0;
 /// De::new(vec![-2.0; 2], vec![2.0; 2])
 ///     .population(5)
@@ -107,7 +105,7 @@ pub struct Progress {
 /// The outcome of a run of [`De`].
 ///
 /// ```
-/// use cos::optimize::{De, ROSENBROCK};
+/// use cos_apps::optimize::{De, ROSENBROCK};
 /// let s = De::new(vec![-2.0; 2], vec![2.0; 2]).population(5).max_evals(40).run(&ROSENBROCK, |x| (x.to_vec(), 0)).unwrap();
 /// assert_eq!((s.evals, s.history.len()), (40, 40));
 /// assert_eq!(s.best_cost, *s.history.last().unwrap());
@@ -133,7 +131,7 @@ pub struct Solution {
 /// [module documentation](crate::optimize) for the algorithm.
 ///
 /// ```
-/// use cos::optimize::{De, ROSENBROCK};
+/// use cos_apps::optimize::{De, ROSENBROCK};
 /// let vm = cos::SimVm::new(cos::Registry::new().with(&ROSENBROCK), 2, 2).seed(1);
 /// cos::set_vm(vm).unwrap();
 /// let run = De::new(vec![-2.0; 3], vec![2.0; 3])
@@ -173,7 +171,7 @@ impl De {
     /// of 10000 evaluations and seed 1. The box is checked by [`run`](Self::run).
     ///
     /// ```
-    /// let de = cos::optimize::De::new(vec![-5.0; 10], vec![5.0; 10]);
+    /// let de = cos_apps::optimize::De::new(vec![-5.0; 10], vec![5.0; 10]);
     /// ```
     pub fn new(lower: Vec<f64>, upper: Vec<f64>) -> Self {
         De { lower, upper, np: 20, weight: 0.8, crossover: 0.9, max_evals: 10_000, seed: 1 }
@@ -182,7 +180,7 @@ impl De {
     /// The population size `NP` (at least 4).
     ///
     /// ```
-    /// let de = cos::optimize::De::new(vec![0.0], vec![1.0]).population(40);
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).population(40);
     /// ```
     pub fn population(mut self, np: usize) -> Self {
         self.np = np;
@@ -192,7 +190,7 @@ impl De {
     /// The differential weight `F`, in `[0, 2]`.
     ///
     /// ```
-    /// let de = cos::optimize::De::new(vec![0.0], vec![1.0]).weight(0.8);
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).weight(0.8);
     /// ```
     pub fn weight(mut self, f: f64) -> Self {
         self.weight = f;
@@ -202,7 +200,7 @@ impl De {
     /// The crossover probability `CR`, in `[0, 1]`.
     ///
     /// ```
-    /// let de = cos::optimize::De::new(vec![0.0], vec![1.0]).crossover(0.3);
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).crossover(0.3);
     /// ```
     pub fn crossover(mut self, cr: f64) -> Self {
         self.crossover = cr;
@@ -212,7 +210,7 @@ impl De {
     /// The budget of evaluations, the initial population's included (at least `NP`).
     ///
     /// ```
-    /// let de = cos::optimize::De::new(vec![0.0], vec![1.0]).max_evals(500);
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).max_evals(500);
     /// ```
     pub fn max_evals(mut self, n: usize) -> Self {
         self.max_evals = n;
@@ -222,44 +220,36 @@ impl De {
     /// The seed of the run's random numbers.
     ///
     /// ```
-    /// let de = cos::optimize::De::new(vec![0.0], vec![1.0]).seed(42);
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).seed(42);
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
 
-    fn check(&self) -> Result<(), Error> {
-        let bad = |why: String| Err(Error::InvalidArgument(why));
+    fn check(&self) -> Result<(), InvalidArgument> {
         if self.lower.is_empty() || self.lower.len() != self.upper.len() {
-            return bad(format!(
-                "bounds of {} and {} components; they need the same, nonzero, length",
-                self.lower.len(),
-                self.upper.len()
-            ));
+            return Err(InvalidArgument::Bounds { lower: self.lower.len(), upper: self.upper.len() });
         }
         if let Some(i) =
             (0..self.lower.len()).find(|&i| !(self.lower[i].is_finite() && self.upper[i].is_finite()))
         {
-            return bad(format!("bound {i} is not finite"));
+            return Err(InvalidArgument::NotFinite(i));
         }
         if let Some(i) = (0..self.lower.len()).find(|&i| self.lower[i] > self.upper[i]) {
-            return bad(format!("lower bound {i} is above the upper bound"));
+            return Err(InvalidArgument::InvertedBound(i));
         }
         if self.np < 4 {
-            return bad(format!("population of {}; it needs at least 4 members", self.np));
+            return Err(InvalidArgument::Population(self.np));
         }
         if !(0.0..=2.0).contains(&self.weight) {
-            return bad(format!("differential weight {} is outside [0, 2]", self.weight));
+            return Err(InvalidArgument::Weight(self.weight));
         }
         if !(0.0..=1.0).contains(&self.crossover) {
-            return bad(format!("crossover probability {} is outside [0, 1]", self.crossover));
+            return Err(InvalidArgument::Crossover(self.crossover));
         }
         if self.max_evals < self.np {
-            return bad(format!(
-                "budget of {} evaluations is below the population size {}",
-                self.max_evals, self.np
-            ));
+            return Err(InvalidArgument::Budget { max_evals: self.max_evals, population: self.np });
         }
         Ok(())
     }
@@ -267,14 +257,14 @@ impl De {
     /// Runs the optimization: `cost(args(x))` is the cost of vector `x`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a bad box or setting; the error of an evaluation that
-    /// failed (its function panicked, its worker was lost) or of a spawn or join, after the
-    /// evaluations still running have been joined.
+    /// [`Error::InvalidArgument`] for a bad box or setting; [`Error::Os`] with the error of an
+    /// evaluation that failed (its function panicked, its worker was lost) or of a spawn or
+    /// join, after the evaluations still running have been joined.
     ///
     /// ```
-    /// use cos::optimize::{De, ROSENBROCK};
+    /// use cos_apps::optimize::{De, ROSENBROCK};
     /// let run = De::new(vec![-2.0; 2], vec![2.0; 2]).max_evals(200).run(&ROSENBROCK, |x| (x.to_vec(), 0)).unwrap();
-    /// assert_eq!(run.best_cost, cos::optimize::rosenbrock(&run.best_x));
+    /// assert_eq!(run.best_cost, cos_apps::optimize::rosenbrock(&run.best_x));
     /// assert!(De::new(vec![1.0], vec![0.0]).run(&ROSENBROCK, |x| (x.to_vec(), 0)).is_err());
     /// ```
     pub fn run<A>(
@@ -295,7 +285,7 @@ impl De {
     /// As [`run`](Self::run).
     ///
     /// ```
-    /// use cos::optimize::{De, ROSENBROCK};
+    /// use cos_apps::optimize::{De, ROSENBROCK};
     /// let mut seen = 0;
     /// De::new(vec![-2.0; 2], vec![2.0; 2])
     ///     .max_evals(100)
@@ -330,7 +320,7 @@ impl De {
             // until the whole initial population is evaluated.
             while failure.is_none()
                 && spawned < self.max_evals
-                && (pending.is_empty() || os::free_slots().is_some_and(|n| n > 0))
+                && (pending.is_empty() || cos::free_slots().is_some_and(|n| n > 0))
             {
                 let job = if spawned < self.np {
                     Pending { target: spawned, x: initial[spawned].clone() }
@@ -347,14 +337,14 @@ impl De {
                         pending.insert(s.task.tid(), job);
                         spawned += 1;
                     }
-                    Err(e) => failure = Some(e),
+                    Err(e) => failure = Some(Error::Os(e)),
                 }
             }
             // Report each joined evaluation once its slot is busy again.
             if reported < history.len() {
                 reported = history.len();
                 // Worker slots running an evaluation (without a machine: evaluations under way).
-                let busy = match (os::slots(), os::free_slots()) {
+                let busy = match (cos::slots(), cos::free_slots()) {
                     (Some(slots), Some(free)) => slots.saturating_sub(1 + free),
                     _ => tids.len(),
                 };
@@ -363,14 +353,14 @@ impl De {
             if tids.is_empty() {
                 break;
             }
-            let joined = match os::join_list(&tids, true) {
+            let joined = match cos::join_list(&tids, true) {
                 Ok(Some(j)) => j,
                 Ok(None) => {
-                    failure.get_or_insert(Error::Vm("evaluations vanished before they were joined".into()));
+                    failure.get_or_insert(Error::Vanished { pending: tids.len() });
                     break;
                 }
                 Err(e) => {
-                    failure.get_or_insert(e);
+                    failure.get_or_insert(Error::Os(e));
                     break;
                 }
             };
@@ -379,7 +369,7 @@ impl De {
             let f = match joined.value::<f64>() {
                 Ok(f) => f,
                 Err(e) => {
-                    failure.get_or_insert(e);
+                    failure.get_or_insert(Error::Os(e));
                     continue;
                 }
             };

@@ -6,7 +6,7 @@ use std::fmt::Write;
 /// counted from 1.
 ///
 /// ```
-/// let csv = cos::optimize::history_csv(&[4.0, 2.5]);
+/// let csv = cos_apps::optimize::history_csv(&[4.0, 2.5]);
 /// assert_eq!(csv, "evaluation,best_cost\n1,4\n2,2.5\n");
 /// ```
 pub fn history_csv(history: &[f64]) -> String {
@@ -43,7 +43,7 @@ fn nice_step(span: f64, n: f64) -> f64 {
 /// left out.
 ///
 /// ```
-/// let svg = cos::optimize::convergence_svg(&[100.0, 10.0, 10.0, 0.5], "Rosenbrock");
+/// let svg = cos_apps::optimize::convergence_svg(&[100.0, 10.0, 10.0, 0.5], "Rosenbrock");
 /// assert!(svg.starts_with("<svg"));
 /// assert!(svg.contains("Rosenbrock") && svg.contains("<polyline"));
 /// ```

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cos::optimize::{convergence_svg, history_csv, De, Progress, ROSENBROCK};
+use cos_apps::optimize::{convergence_svg, history_csv, De, Progress, ROSENBROCK};
 
 const DIM: usize = 10;
 
@@ -86,7 +86,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("async_de: {e}");
+            let mut line = format!("async_de: {e}");
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                line += &format!(": {c}");
+                cause = c.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }

@@ -1,4 +1,4 @@
-//! Asynchronous differential evolution (`cos::optimize::De`) on the 10-dimensional Rosenbrock
+//! Asynchronous differential evolution (`cos_apps::optimize::De`) on the 10-dimensional Rosenbrock
 //! problem: reproducible on a seeded `SimVm`, converging within a fixed budget, and correct
 //! without a machine.
 //!
@@ -6,8 +6,8 @@
 //! 30000 evaluations on `SimVm::new(registry, 2, 2)` reached best costs between 3e-13 and 2e-7
 //! over ten seeds; the test asks for a best cost below 1e-4, three decades of margin.
 
-use cos::optimize::{rosenbrock, De, Solution, ROSENBROCK};
 use cos::SimEvent;
+use cos_apps::optimize::{rosenbrock, De, Error, InvalidArgument, Solution, ROSENBROCK};
 
 const DIM: usize = 10;
 const BUDGET: usize = 30_000;
@@ -98,18 +98,40 @@ fn without_a_machine_evaluations_run_locally() {
 
 #[test]
 fn bad_settings_are_errors() {
-    let reject = |de: De| match de.run(&ROSENBROCK, |x| (x.to_vec(), 0)) {
-        Err(cos::Error::InvalidArgument(_)) => {}
+    let reject = |de: De, why: InvalidArgument| match de.run(&ROSENBROCK, |x| (x.to_vec(), 0)) {
+        Err(Error::InvalidArgument(got)) => assert_eq!(got, why),
         other => panic!("expected an invalid argument, got {other:?}"),
     };
-    reject(De::new(vec![], vec![]));
-    reject(De::new(vec![0.0; 2], vec![1.0; 3]));
-    reject(De::new(vec![1.0], vec![0.0]));
-    reject(De::new(vec![f64::NEG_INFINITY], vec![0.0]));
-    reject(problem().population(3));
-    reject(problem().weight(2.5));
-    reject(problem().crossover(-0.1));
-    reject(problem().max_evals(19));
+    reject(De::new(vec![], vec![]), InvalidArgument::Bounds { lower: 0, upper: 0 });
+    reject(De::new(vec![0.0; 2], vec![1.0; 3]), InvalidArgument::Bounds { lower: 2, upper: 3 });
+    reject(De::new(vec![1.0], vec![0.0]), InvalidArgument::InvertedBound(0));
+    reject(De::new(vec![0.0, f64::NEG_INFINITY], vec![0.0; 2]), InvalidArgument::NotFinite(1));
+    reject(problem().population(3), InvalidArgument::Population(3));
+    reject(problem().weight(2.5), InvalidArgument::Weight(2.5));
+    reject(problem().crossover(-0.1), InvalidArgument::Crossover(-0.1));
+    reject(problem().max_evals(19), InvalidArgument::Budget { max_evals: 19, population: 20 });
+}
+
+/// A cost that panics for a vector left of the origin.
+static PANICS_LEFT_OF_ORIGIN: cos::RemoteFn<Vec<f64>, f64> = cos::RemoteFn::new("fails", |x| {
+    assert!(x[0] > 0.0, "evaluated left of the origin");
+    rosenbrock(&x)
+});
+
+#[test]
+fn a_failed_evaluation_is_the_os_error_as_source() {
+    let run = std::thread::spawn(|| {
+        De::new(vec![-1.0; 2], vec![1.0; 2])
+            .population(8)
+            .max_evals(100)
+            .run(&PANICS_LEFT_OF_ORIGIN, |x| x.to_vec())
+    })
+    .join()
+    .unwrap();
+    let err = run.unwrap_err();
+    let Error::Os(os) = &err else { panic!("expected the OS's error, got {err:?}") };
+    let source = std::error::Error::source(&err).expect("the OS's error is the source");
+    assert_eq!(source.downcast_ref::<cos::Error>(), Some(os));
 }
 
 #[test]
@@ -117,7 +139,7 @@ fn the_history_files_hold_the_run() {
     let (run, _) = sim_run(2000);
 
     // The CSV reads back as the very history.
-    let csv = cos::optimize::history_csv(&run.history);
+    let csv = cos_apps::optimize::history_csv(&run.history);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("evaluation,best_cost"));
     let rows: Vec<(usize, f64)> = lines
@@ -132,7 +154,7 @@ fn the_history_files_hold_the_run() {
     }
 
     // The plot's line stays inside its axes box and only goes right and down.
-    let svg = cos::optimize::convergence_svg(&run.history, "a <run> & more");
+    let svg = cos_apps::optimize::convergence_svg(&run.history, "a <run> & more");
     assert!(svg.contains("a &lt;run&gt; &amp; more"));
     let attr = |tag: &str, name: &str| -> String {
         let start = svg.find(tag).unwrap();

@@ -11,7 +11,7 @@
 //!    trial vector is built from the current population (DE/rand/1/bin: mutant
 //!    `x[a] + F (x[b] - x[c])` with `a`, `b`, `c` distinct and not `i`, binomial crossover with
 //!    the target with probability `CR`, at least one component from the mutant) and its
-//!    evaluation is spawned remotely with a blocking [`Spawn`](crate::Spawn).
+//!    evaluation is spawned remotely with a blocking [`Spawn`](cos::Spawn).
 //! 3. Whenever an evaluation finishes it is joined; its vector replaces its target when its
 //!    cost is not worse, and a new trial is spawned at once.
 //! 4. No new evaluation starts once the budget of evaluations has been spawned; the run ends
@@ -19,7 +19,7 @@
 //!
 //! Without a machine (or with one of fewer than 2 slots) the same code runs every evaluation
 //! as a local task, one at a time. The random numbers come from a generator seeded by
-//! [`De::seed`], so on a deterministic machine ([`SimVm`](crate::SimVm)) a run is
+//! [`De::seed`], so on a deterministic machine ([`SimVm`](cos::SimVm)) a run is
 //! reproducible.
 //!
 //! The test problem is [`ROSENBROCK`]: the Rosenbrock function plus a configurable busy wait,
@@ -32,7 +32,7 @@
 //! 50.
 //!
 //! ```
-//! use cos::optimize::{De, ROSENBROCK};
+//! use cos_apps::optimize::{De, ROSENBROCK};
 //! // No machine is set: the evaluations run locally, one after another.
 //! let run = De::new(vec![-2.0; 2], vec![2.0; 2]).max_evals(400).seed(3).run(&ROSENBROCK, |x| (x.to_vec(), 0)).unwrap();
 //! assert_eq!(run.evals, 400);
@@ -40,7 +40,9 @@
 //! ```
 
 mod de;
+mod error;
 mod plot;
 
 pub use de::{rosenbrock, De, Progress, Solution, ROSENBROCK};
+pub use error::{Error, InvalidArgument};
 pub use plot::{convergence_svg, history_csv};
