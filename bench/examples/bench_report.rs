@@ -2,7 +2,7 @@
 //! in one run, with the project's targets marked PASS or MISS.
 //!
 //! ```text
-//! cargo run --release --example bench_report
+//! cargo run --release -p cos-bench --example bench_report
 //! ```
 //!
 //! Every row is the median of several timed batches (11 where the run time allows) and its
@@ -12,7 +12,7 @@
 //! With the `mpi` feature and under `mpirun` (`--vm mpi`), it measures the MPI machine only:
 //!
 //! ```text
-//! cargo build --release --features mpi --example bench_report
+//! cargo build --release -p cos-bench --features mpi --example bench_report
 //! mpirun --oversubscribe -n 3 target/release/examples/bench_report --vm mpi
 //! ```
 
