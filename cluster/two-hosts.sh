@@ -96,6 +96,17 @@ elif [[ $# -eq 0 ]]; then
   usage
 fi
 [[ -z $no_ngspice ]] || no_ngspice=$(host_name "$no_ngspice")
+# A private /tmp would hide a program or working directory that lives under /tmp.
+if [[ $shared_tmp == 0 && $# -gt 0 ]]; then
+  for p in "$PWD" "$(command -v "$1" 2>/dev/null || true)"; do
+    case $(readlink -f "$p" 2>/dev/null || echo "$p") in
+      /tmp | /tmp/*)
+        say "$p is under /tmp: both hosts keep the machine's /tmp (--shared-tmp)"
+        shared_tmp=1
+        ;;
+    esac
+  done
+fi
 if [[ $(id -u) -ne 0 ]]; then
   refused "needs root (namespaces, veth, mounts); running as uid $(id -u)"
 fi
