@@ -121,6 +121,15 @@ fi
 # Not under /tmp: each host gets its own /tmp, and the state must be visible on both.
 state_root=/run
 [[ -w $state_root ]] || state_root=/var/tmp
+# What a run killed by SIGKILL left behind (its holders are gone): remove it.
+for old in "$state_root"/cos-two-hosts.*; do
+  [[ -d $old ]] || continue
+  live=0
+  for pidfile in "$old"/hosts/*/pid; do
+    [[ -r $pidfile ]] && kill -0 "$(<"$pidfile")" 2>/dev/null && live=1
+  done
+  [[ $live == 1 ]] || rm -rf --one-file-system "$old"
+done
 state=$(mktemp -d "$state_root/cos-two-hosts.XXXXXX")
 declare -A holder=()
 
@@ -189,10 +198,16 @@ share=$state/share
 mkdir -p "$share" "$state/scratch" "$state/view"
 printf '127.0.0.1\tlocalhost\n%s.1\tcos-a\n%s.2\tcos-b\n' "$NET" "$NET" >"$state/etc-hosts"
 
+deathsig=()
+if setpriv --help 2>/dev/null | grep -q -- --pdeathsig; then
+  deathsig=(setpriv --pdeathsig KILL)
+fi
 for h in "${HOSTS[@]}"; do
   mkdir -p "$state/hosts/$h" "$state/view/$h/share"
   # The holder keeps the host's namespaces alive; unshare without --fork execs sleep in them.
-  unshare --net --uts --mount --propagation private sleep infinity 2>"$state/hosts/$h/unshare.err" &
+  # It dies with this script even when the script is killed by SIGKILL (no trap runs then).
+  "${deathsig[@]}" unshare --net --uts --mount --propagation private sleep infinity \
+    2>"$state/hosts/$h/unshare.err" &
   holder[$h]=$!
   echo "${holder[$h]}" >"$state/hosts/$h/pid"
 done
@@ -321,8 +336,9 @@ status=0
 if [[ ${#command[@]} -gt 0 ]]; then
   # In the background, so that a signal to this script is handled at once (bash runs traps only
   # between foreground commands); the explicit redirection keeps the caller's standard input.
+  # A TERM reaches the command (mpirun ends its job) even when this script dies by SIGKILL.
   nsenter --target "${holder[cos-a]}" --net --uts --mount --wd="$PWD" -- \
-    env -i "${env_a[@]}" "${command[@]}" <&0 &
+    "${deathsig[@]/KILL/TERM}" env -i "${env_a[@]}" "${command[@]}" <&0 &
   command_pid=$!
   wait "$command_pid" || status=$?
 fi
