@@ -121,16 +121,18 @@ fi
 # Not under /tmp: each host gets its own /tmp, and the state must be visible on both.
 state_root=/run
 [[ -w $state_root ]] || state_root=/var/tmp
-# What a run killed by SIGKILL left behind (its holders are gone): remove it.
+# What a run killed by SIGKILL left behind (its script and holders are gone): remove it. A
+# directory younger than a minute may be another run's that is still starting.
 for old in "$state_root"/cos-two-hosts.*; do
-  [[ -d $old ]] || continue
+  [[ -d $old && -z $(find "$old" -maxdepth 0 -mmin -1) ]] || continue
   live=0
-  for pidfile in "$old"/hosts/*/pid; do
+  for pidfile in "$old"/owner "$old"/hosts/*/pid; do
     [[ -r $pidfile ]] && kill -0 "$(<"$pidfile")" 2>/dev/null && live=1
   done
   [[ $live == 1 ]] || rm -rf --one-file-system "$old"
 done
 state=$(mktemp -d "$state_root/cos-two-hosts.XXXXXX")
+echo "$$" >"$state/owner"
 declare -A holder=()
 
 # Processes in one of the hosts' namespaces, other than the holders.
