@@ -5,10 +5,16 @@
 //! mpirun --oversubscribe -n 4 target/release/examples/mpi_check
 //! ```
 //!
-//! Rank 0 dispatches jobs over the other ranks, targets its own host, runs a task that panics
-//! on its worker, and waits for a slow task while measuring its own CPU time; then it finalizes
-//! the machine while a task still runs, which ends the workers. It prints `mpi: N passed, M failed` and exits non-zero
-//! when a check failed.
+//! Rank 0 dispatches jobs over the other ranks, targets its own host and every other host, runs a
+//! task that panics on its worker, and waits for a slow task while measuring its own CPU time;
+//! when `PARALLEL_MIRRORED_STORAGE` is set, it writes a file under its first entry and has a task
+//! on every host read it through the file's `cos::AbstractPath`. Then it finalizes the machine
+//! while a task still runs, which ends the workers. It prints `mpi: N passed, M failed` and exits
+//! non-zero when a check failed.
+//!
+//! Options: `--expect-hosts N` fails unless the ranks are on N hosts; `--expect-path-translation`
+//! fails unless some host reaches the mirrored file through a path other than the spawner's
+//! (both for `cluster/two-hosts.sh`, where the hosts mount the share at different paths).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -18,6 +24,17 @@ use cos::VirtualMachine;
 static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
 static WHERE: cos::RemoteFn<(), String> =
     cos::RemoteFn::new("where", |()| mpi::environment::processor_name().unwrap_or_default());
+/// On the worker: the host, the path on this host of `path` and the contents of that file.
+fn read_mirrored(path: cos::AbstractPath) -> Result<(String, String, String), String> {
+    let host = mpi::environment::processor_name().unwrap_or_default();
+    let actual = cos::to_actual_path(&path).map_err(|e| format!("on {host}: {e}"))?;
+    let text = std::fs::read_to_string(&actual)
+        .map_err(|e| format!("on {host}: cannot read {}: {e}", actual.display()))?;
+    Ok((host, actual.display().to_string(), text))
+}
+type Mirrored = Result<(String, String, String), String>;
+static READ_MIRRORED: cos::RemoteFn<cos::AbstractPath, Mirrored> =
+    cos::RemoteFn::new("read_mirrored", read_mirrored);
 static FAIL: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("fail", |x| panic!("job {x} fails on purpose"));
 /// Recurses without end.
 fn runaway(n: u64) -> u64 {
@@ -90,6 +107,92 @@ fn check_targeting(here: &cos::HostId) -> Result<(), String> {
     }
 }
 
+/// Starts `f(args)` on `host` without waiting for a slot; `Ok(None)` when the host has no free
+/// slot and is this host (the spawner's own rank is never free).
+fn start_on<A, R>(
+    f: &'static cos::RemoteFn<A, R>,
+    args: A,
+    host: &cos::HostId,
+    here: &cos::HostId,
+) -> Result<Option<cos::Spawned<R>>, String>
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: serde::de::DeserializeOwned + 'static,
+{
+    match cos::Spawn::new(f, args).host(host.clone()).block(false).enqueue(false).start() {
+        Ok(s) if s.host.as_ref() == Some(host) => Ok(Some(s)),
+        Ok(s) => Err(format!("a task for {host} was spawned on {:?}", s.host)),
+        Err(cos::Error::NoFreeSlot) if host == here => Ok(None),
+        Err(e) => Err(format!("spawn on {host}: {e}")),
+    }
+}
+
+/// A task sent to each host with `Spawn::host` runs there; with `--expect-hosts N` there are N.
+fn check_every_host(here: &cos::HostId, expected: Option<usize>) -> Result<(), String> {
+    let hosts = cos::hosts();
+    let names: Vec<&str> = hosts.iter().map(|h| h.name()).collect();
+    println!("hosts: {}", names.join(", "));
+    if let Some(n) = expected {
+        if hosts.len() != n {
+            return Err(format!("{} hosts ({}), expected {n}", hosts.len(), names.join(", ")));
+        }
+    }
+    for host in &hosts {
+        let Some(s) = start_on(&WHERE, (), host, here)? else {
+            println!("       {host}: only the spawner's rank, no worker");
+            continue;
+        };
+        let ran_on = cos::join(s.task).map_err(|e| e.to_string())?;
+        println!("       task sent to {host} ran on {ran_on}");
+        if ran_on != host.name() {
+            return Err(format!("the task sent to {host} ran on {ran_on:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A file written under the first mirrored storage entry here, sent as an abstract path, is read
+/// by a task on every host, each through its own host's entry.
+fn check_mirrored_paths(here: &cos::HostId, expect_translation: bool) -> Result<(), String> {
+    let root = cos::mirrored_storage().into_iter().next().ok_or("no mirrored storage entry")?;
+    let dir = root.join(format!("mpi_check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let result = read_everywhere(&dir, here, expect_translation);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn read_everywhere(
+    dir: &std::path::Path,
+    here: &cos::HostId,
+    expect_translation: bool,
+) -> Result<(), String> {
+    let file = dir.join("probe.txt");
+    let nonce = format!("written by {here}, process {}, at {:?}", std::process::id(), Instant::now());
+    std::fs::write(&file, &nonce).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let abstract_path = cos::to_abstract_path(&file);
+    if abstract_path.index != Some(0) {
+        return Err(format!("{} became {abstract_path:?}, not a path under entry 0", file.display()));
+    }
+    println!("       {} on {here} is {abstract_path:?}", file.display());
+    let mut translated = 0;
+    for host in cos::hosts() {
+        let Some(s) = start_on(&READ_MIRRORED, abstract_path.clone(), &host, here)? else { continue };
+        let (ran_on, actual, text) = cos::join(s.task).map_err(|e| e.to_string())??;
+        println!("       {ran_on} reads it as {actual}");
+        if ran_on != host.name() || text != nonce {
+            return Err(format!("the task for {host} ran on {ran_on} and read {text:?}"));
+        }
+        if std::path::Path::new(&actual) != file {
+            translated += 1;
+        }
+    }
+    if expect_translation && translated == 0 {
+        return Err("every host reached the file through the spawner's own path".into());
+    }
+    Ok(())
+}
+
 /// A panicking task fails at its join; its rank and every other one then run jobs again.
 fn check_failure() -> Result<(), String> {
     let failing = cos::Spawn::new(&FAIL, 7).start().map_err(|e| e.to_string())?;
@@ -158,7 +261,25 @@ fn check_idle_wait() -> Result<(), String> {
 fn main() -> ExitCode {
     // The failing-task check panics on a worker on purpose: one line instead of a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
-    let registry = cos::Registry::new().with(&DOUBLE).with(&WHERE).with(&FAIL).with(&SLEEP).with(&RUNAWAY);
+    let registry = cos::Registry::new()
+        .with(&DOUBLE)
+        .with(&WHERE)
+        .with(&FAIL)
+        .with(&SLEEP)
+        .with(&RUNAWAY)
+        .with(&READ_MIRRORED);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let expect_hosts = match args.iter().position(|a| a == "--expect-hosts") {
+        Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                eprintln!("mpi_check: --expect-hosts needs a number");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let expect_translation = args.iter().any(|a| a == "--expect-path-translation");
     // Only rank 0 comes back; the other ranks work until the machine is finalized.
     let vm = match cos::MpiVm::init(registry) {
         Ok(vm) => vm,
@@ -181,14 +302,23 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let checks: [(&str, Check); 6] = [
-        ("slots and hosts", &|| check_slots(size, &here)),
+    let (slots, targeting) = (|| check_slots(size, &here), || check_targeting(&here));
+    let every_host = || check_every_host(&here, expect_hosts);
+    let mirrored = || check_mirrored_paths(&here, expect_translation);
+    let mut checks: Vec<(&str, Check)> = vec![
+        ("slots and hosts", &slots),
         ("dispatch of 100 jobs", &check_dispatch),
-        ("host targeting", &|| check_targeting(&here)),
+        ("host targeting", &targeting),
+        ("a task on every host", &every_host),
         ("failing task", &check_failure),
         ("stack overflow in a job", &check_overflow),
         ("idle wait", &check_idle_wait),
     ];
+    if cos::mirrored_storage().is_empty() {
+        println!("skip   mirrored paths (PARALLEL_MIRRORED_STORAGE is not set)");
+    } else {
+        checks.insert(4, ("mirrored paths across hosts", &mirrored));
+    }
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
         match check() {
