@@ -6,9 +6,11 @@
 mod common;
 
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use cos::{Error, HostId, ProcessVm, Registry, RemoteFn, Spawn};
+use common::remote_failure;
+use cos::{Error, HostId, ProcessVm, Registry, RemoteErrorKind, RemoteFn, Spawn};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value whose encoding panics when it is [`POISON`]: the panic happens after the function
@@ -77,6 +79,17 @@ fn runaway(n: u64) -> u64 {
 }
 static RUNAWAY: RemoteFn<u64, u64> = RemoteFn::new("runaway", runaway);
 
+/// A lock of the worker process.
+static LOCK: Mutex<u64> = Mutex::new(0);
+/// Overflows while it holds `LOCK`.
+static RUNAWAY_LOCKED: RemoteFn<u64, u64> = RemoteFn::new("runaway_locked", |n| {
+    let mut held = LOCK.lock().unwrap();
+    *held += 1;
+    runaway(n) + *held
+});
+/// Whether `LOCK` is free in the worker process that runs this job.
+static LOCK_IS_FREE: RemoteFn<(), bool> = RemoteFn::new("lock_is_free", |()| LOCK.try_lock().is_ok());
+
 fn registry() -> Registry {
     Registry::new()
         .with(&DOUBLE)
@@ -93,6 +106,8 @@ fn registry() -> Registry {
         .with(&NESTED_MACHINE)
         .with(&NEVER_ENDS)
         .with(&RUNAWAY)
+        .with(&RUNAWAY_LOCKED)
+        .with(&LOCK_IS_FREE)
 }
 
 fn machine(hosts: usize, per_host: usize) -> ProcessVm {
@@ -149,25 +164,37 @@ fn a_caught_panic_keeps_the_worker() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     let before = pid_of_worker();
     match cos::dispatch_single(cos::job(&PANICS, ())) {
-        Err(Error::Remote(m)) => assert!(m.contains("inside the function"), "{m}"),
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, RemoteErrorKind::Panicked);
+            assert!(e.message.contains("inside the function"), "{e:?}");
+        }
         other => panic!("expected a remote failure, got {other:?}"),
     }
     assert_eq!(pid_of_worker(), before);
 }
 
-fn a_stack_overflow_keeps_the_worker() {
+fn a_stack_overflow_retires_the_worker() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     let before = pid_of_worker();
-    assert_eq!(cos::dispatch_single(cos::job(&RUNAWAY, 0)), Err(Error::Remote("stack overflow".into())));
-    assert_eq!(pid_of_worker(), before, "the worker process lived on");
+    let r = cos::dispatch_single(cos::job(&RUNAWAY, 0));
+    assert_eq!(remote_failure(&r).map(|f| f.0), Some(RemoteErrorKind::StackOverflow), "{r:?}");
+    // The overflowed frames were abandoned with whatever they held: a new process takes over.
+    assert_eq!(cos::free_slots(), Some(1));
+    assert_ne!(pid_of_worker(), before, "a new worker process");
+}
+
+fn a_job_after_an_overflow_does_not_inherit_a_held_lock() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    assert_eq!(cos::dispatch_single(cos::job(&LOCK_IS_FREE, ())), Ok(true));
+    let r = cos::dispatch_single(cos::job(&RUNAWAY_LOCKED, 0));
+    assert_eq!(remote_failure(&r).map(|f| f.0), Some(RemoteErrorKind::StackOverflow), "{r:?}");
+    assert_eq!(cos::dispatch_single(cos::job(&LOCK_IS_FREE, ())), Ok(true));
 }
 
 fn an_unknown_function_is_an_error() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
-    assert_eq!(
-        cos::dispatch_single(cos::job(&UNREGISTERED, ())),
-        Err(Error::UnknownFunction("unregistered".into()))
-    );
+    let r = cos::dispatch_single(cos::job(&UNREGISTERED, ()));
+    assert_eq!(remote_failure(&r), Some((RemoteErrorKind::UnknownFunction, "unregistered")), "{r:?}");
     assert_eq!(pid_of_worker(), pid_of_worker());
 }
 
@@ -274,7 +301,11 @@ fn main() {
         ("jobs_run_in_other_processes", jobs_run_in_other_processes),
         ("hosts_are_targeted", hosts_are_targeted),
         ("a_caught_panic_keeps_the_worker", a_caught_panic_keeps_the_worker),
-        ("a_stack_overflow_keeps_the_worker", a_stack_overflow_keeps_the_worker),
+        ("a_stack_overflow_retires_the_worker", a_stack_overflow_retires_the_worker),
+        (
+            "a_job_after_an_overflow_does_not_inherit_a_held_lock",
+            a_job_after_an_overflow_does_not_inherit_a_held_lock,
+        ),
         ("an_unknown_function_is_an_error", an_unknown_function_is_an_error),
         (
             "every_death_loses_only_its_task_and_restarts_the_slot",
