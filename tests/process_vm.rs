@@ -277,6 +277,44 @@ fn finalize_ends_every_worker() {
     }
 }
 
+/// Set by a check for the workers started after it: such a worker waits while the file it
+/// names exists before it starts, as a worker that is slow to start would.
+const HOLD_ENV: &str = "COS_TEST_HOLD_START";
+
+fn hold_while_asked() {
+    if let Some(path) = std::env::var_os(HOLD_ENV) {
+        while std::path::Path::new(&path).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn a_restarting_worker_does_not_block_the_spawner() {
+    let vm = ProcessVm::builder(registry()).slots_per_host(1).connect_timeout(Duration::from_secs(5)).build();
+    assert!(cos::set_vm(vm.unwrap()).unwrap());
+    let before = pid_of_worker();
+    let hold = std::env::temp_dir().join(format!("cos-hold-start-{}", std::process::id()));
+    std::fs::write(&hold, b"").unwrap();
+    std::env::set_var(HOLD_ENV, &hold);
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), "SIGKILL");
+    // The new worker cannot connect until the file is gone; the spawner goes on meanwhile.
+    assert_eq!(cos::free_slots(), Some(1), "the restarting slot takes a job");
+    let local = cos::spawn(|| 6 * 7).unwrap();
+    assert_eq!(cos::join(local), Ok(42));
+    let job = cos::spawn_remote(&PID, ()).unwrap();
+    assert_eq!(cos::try_join(job), Ok(None), "the job waits for its worker");
+    std::fs::remove_file(&hold).unwrap();
+    std::env::remove_var(HOLD_ENV);
+    let pid = cos::join(job).unwrap();
+    assert_ne!(pid, before, "a new worker process");
+    assert_ne!(pid, std::process::id(), "not run in the spawner");
+}
+
+fn a_free_slot_loop_sees_every_end() {
+    let mut vm = common::On::Process.machine(registry(), 1, 2);
+    common::a_free_slot_loop_sees_every_end(vm.as_mut(), &cos::RemoteCall::new("double", &21u64).unwrap());
+}
+
 fn a_worker_cannot_start_workers() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     assert_eq!(cos::dispatch_single(cos::job(&NESTED_MACHINE, ())), Ok(true));
@@ -293,6 +331,7 @@ fn no_core_dumps() {
 
 fn main() {
     no_core_dumps();
+    hold_while_asked();
     cos::start(registry()).expect("start"); // a worker never returns from here
     cos::finalize();
 
@@ -316,6 +355,8 @@ fn main() {
         ("a_time_limit_stops_a_remote_task", a_time_limit_stops_a_remote_task),
         ("finalize_ends_every_worker", finalize_ends_every_worker),
         ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
+        ("a_restarting_worker_does_not_block_the_spawner", a_restarting_worker_does_not_block_the_spawner),
+        ("a_free_slot_loop_sees_every_end", a_free_slot_loop_sees_every_end),
     ];
     common::run_checks(checks);
 }

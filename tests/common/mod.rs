@@ -4,7 +4,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use cos::{Error, ProcessVm, Registry, RemoteErrorKind, SimVm, ThreadVm};
+use cos::{Error, ProcessVm, Registry, RemoteCall, RemoteErrorKind, SimVm, ThreadVm, VirtualMachine, Wait};
 
 /// A machine a behaviour is checked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,22 @@ impl On {
         assert_eq!(set, Ok(true), "{self:?} machine set");
     }
 
+    /// This machine, not set: for tests that drive a machine directly, as PyOPUS programs drive
+    /// their `VirtualMachine`.
+    pub fn machine(self, registry: Registry, hosts: usize, per_host: usize) -> Box<dyn VirtualMachine> {
+        match self {
+            On::Sim => Box::new(SimVm::new(registry, hosts, per_host)),
+            On::Thread => Box::new(ThreadVm::builder(registry).hosts(hosts).slots_per_host(per_host).build()),
+            On::Process => Box::new(
+                ProcessVm::builder(registry)
+                    .hosts(hosts)
+                    .slots_per_host(per_host)
+                    .build()
+                    .expect("worker processes"),
+            ),
+        }
+    }
+
     /// Whether a spawned task's end is known not to come before the spawner waits (on
     /// [`SimVm`] it lies in the virtual future; elsewhere it may come at once).
     pub fn settled(self) -> bool {
@@ -84,6 +100,30 @@ macro_rules! machine_test {
             )+
         }
     };
+}
+
+/// PyOPUS demo `vm/02-spawn.py` on a machine driven directly: a task on every free slot, then
+/// events until `free_slots()` is back at its start value. Every task's end must have come by
+/// then (a slot is free only once its task has ended), each exactly once.
+pub fn a_free_slot_loop_sees_every_end(vm: &mut dyn VirtualMachine, call: &RemoteCall) {
+    let start = vm.free_slots();
+    assert!(start > 0);
+    let mut started = Vec::new();
+    while vm.free_slots() > 0 {
+        started.push(vm.spawn_function(call, None).expect("a free slot takes a task"));
+    }
+    let mut ended = Vec::new();
+    while vm.free_slots() < start {
+        match vm.receive(Wait::Forever).expect("the machine works") {
+            Some(e) => ended.push(e.task()),
+            None => panic!("no event while {} slots are busy", start - vm.free_slots()),
+        }
+    }
+    started.sort();
+    ended.sort();
+    assert_eq!(ended, started, "every task ended once before the slots were free again");
+    assert!(vm.receive(Wait::Poll).expect("the machine works").is_none(), "nothing comes after the ends");
+    vm.finalize();
 }
 
 /// The kind and message of a remote failure, if `r` is one.
