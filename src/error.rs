@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::task::Tid;
-use crate::vm::{MachineError, RemoteError};
+use crate::vm::{LostWorker, MachineError, RemoteError};
 
 /// What a task is blocked on, as shown in a [`DeadlockReport`].
 ///
@@ -108,7 +108,7 @@ pub enum Error {
     /// not registered there, ...): the kind, the message, the task id and the host.
     Remote(RemoteError),
     /// The worker running a remote task was lost (it crashed, exited or was killed).
-    WorkerLost(String),
+    WorkerLost(LostWorker),
     /// A virtual machine refused or failed an operation: the kind, what it did, and the
     /// `io::Error` behind it (as [`std::error::Error::source`]).
     Vm(MachineError),
@@ -138,7 +138,7 @@ impl fmt::Display for Error {
             Error::NoFreeSlot => f.write_str("no free slot for a remote task"),
             Error::Decode(e) => write!(f, "malformed message: {e}"),
             Error::Remote(e) => write!(f, "{e}"),
-            Error::WorkerLost(e) => write!(f, "worker lost: {e}"),
+            Error::WorkerLost(e) => write!(f, "{e}"),
             Error::Vm(e) => write!(f, "virtual machine: {e}"),
             Error::DuplicateFunction(n) => write!(f, "two remote functions are registered as {n:?}"),
             Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
@@ -154,6 +154,7 @@ impl std::error::Error for Error {
         match self {
             Error::Vm(e) => Some(e),
             Error::Remote(e) => Some(e),
+            Error::WorkerLost(e) => Some(e),
             _ => None,
         }
     }

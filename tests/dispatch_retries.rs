@@ -13,8 +13,8 @@ mod common;
 
 use common::remote_failure;
 use cos::{
-    Dispatch, Error, Event, HostId, Registry, RemoteCall, RemoteErrorKind, RemoteFn, SimVm, TaskId, ThreadVm,
-    VirtualMachine, Wait,
+    Dispatch, Error, Event, HostId, LostCause, Registry, RemoteCall, RemoteErrorKind, RemoteFn, SimVm,
+    TaskId, ThreadVm, VirtualMachine, Wait,
 };
 
 static DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x| 2 * x);
@@ -94,7 +94,10 @@ impl VirtualMachine for LossyVm {
             Some(e) if self.doomed.remove(&e.task()) => {
                 let host = self.host_of.remove(&e.task()).unwrap();
                 *self.faults.borrow_mut().lost.entry(host).or_insert(0) += 1;
-                Ok(Some(Event::Lost { task: e.task(), why: "worker process died".into() }))
+                Ok(Some(Event::Lost {
+                    task: e.task(),
+                    cause: LostCause::Other("worker process died".into()),
+                }))
             }
             other => Ok(other),
         }

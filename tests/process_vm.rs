@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::remote_failure;
-use cos::{Error, HostId, ProcessVm, Registry, RemoteErrorKind, RemoteFn, Spawn};
+use cos::{Error, HostId, LostCause, ProcessVm, Registry, RemoteErrorKind, RemoteFn, Spawn};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value whose encoding panics when it is [`POISON`]: the panic happens after the function
@@ -198,10 +198,13 @@ fn an_unknown_function_is_an_error() {
     assert_eq!(pid_of_worker(), pid_of_worker());
 }
 
-fn expect_lost<R: std::fmt::Debug>(r: Result<R, Error>, mentions: &str) {
+/// Checks that `r` is a lost worker on the machine's only host, for this cause.
+fn expect_lost<R: std::fmt::Debug>(r: Result<R, Error>, cause: impl Fn(&LostCause) -> bool) {
     match r {
-        Err(Error::WorkerLost(why)) => {
-            assert!(why.contains(mentions), "{why:?} does not mention {mentions:?}")
+        Err(Error::WorkerLost(lost)) => {
+            assert!(cause(&lost.cause), "{lost:?}: another cause");
+            assert_eq!(lost.host, Some(HostId::new("host0")));
+            assert_eq!(lost.task.map(|t| t.worker), Some(1));
         }
         other => panic!("expected a lost worker, got {other:?}"),
     }
@@ -216,15 +219,18 @@ fn every_death_loses_only_its_task_and_restarts_the_slot() {
         assert_ne!(now, *pid, "a new worker process");
         *pid = now;
     };
-    expect_lost(cos::dispatch_single(cos::job(&ABORTS, ())), "SIGABRT");
+    expect_lost(cos::dispatch_single(cos::job(&ABORTS, ())), |c| *c == LostCause::Signal(libc::SIGABRT));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&EXITS, ())), "exit status: 3");
+    expect_lost(cos::dispatch_single(cos::job(&EXITS, ())), |c| *c == LostCause::Exit(3));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), "SIGKILL");
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), |c| *c == LostCause::Signal(libc::SIGKILL));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&TERMINATED, ())), "SIGTERM");
+    expect_lost(cos::dispatch_single(cos::job(&TERMINATED, ())), |c| *c == LostCause::Signal(libc::SIGTERM));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&ESCAPES, ())), "this value cannot be serialized");
+    expect_lost(
+        cos::dispatch_single(cos::job(&ESCAPES, ())),
+        |c| matches!(c, LostCause::Panicked(m) if m.contains("this value cannot be serialized")),
+    );
     next(&mut pid);
     assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 21)), Ok(42));
 }
@@ -296,7 +302,7 @@ fn a_restarting_worker_does_not_block_the_spawner() {
     let hold = std::env::temp_dir().join(format!("cos-hold-start-{}", std::process::id()));
     std::fs::write(&hold, b"").unwrap();
     std::env::set_var(HOLD_ENV, &hold);
-    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), "SIGKILL");
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), |c| *c == LostCause::Signal(libc::SIGKILL));
     // The new worker cannot connect until the file is gone; the spawner goes on meanwhile.
     assert_eq!(cos::free_slots(), Some(1), "the restarting slot takes a job");
     let local = cos::spawn(|| 6 * 7).unwrap();

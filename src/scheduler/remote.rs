@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::scheduler::Scheduler;
 use crate::task::table::Body;
 use crate::task::Tid;
-use crate::vm::{machine, Event, MachineErrorKind, TaskId, Wait};
+use crate::vm::{machine, Event, LostWorker, MachineErrorKind, TaskId, Wait};
 
 impl Scheduler {
     /// The clock the scheduler's deadlines follow: the machine's ([`crate::VirtualMachine::now`];
@@ -61,7 +61,10 @@ impl Scheduler {
                 let host = self.vm.as_ref().and_then(|vm| vm.host_id(Some(task)));
                 Err(Error::Remote(failure.at(Some(task), host)))
             }
-            Event::Lost { why, .. } => Err(Error::WorkerLost(why)),
+            Event::Lost { cause, .. } => {
+                let host = self.vm.as_ref().and_then(|vm| vm.host_id(Some(task)));
+                Err(Error::WorkerLost(LostWorker { task: Some(task), host, cause }))
+            }
             #[allow(unreachable_patterns)]
             other => {
                 log::debug!(target: "cos", "machine event {other:?} not handled");

@@ -284,3 +284,71 @@ pub(crate) fn machine(kind: MachineErrorKind, context: impl Into<String>) -> cra
 pub(crate) fn io_error(context: impl Into<String>, source: io::Error) -> crate::Error {
     crate::Error::Vm(MachineError::io(context, source))
 }
+
+/// Why a worker was lost.
+///
+/// ```
+/// assert_eq!(cos::LostCause::Signal(9).to_string(), "killed by signal 9");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostCause {
+    /// The worker process was killed by this signal.
+    Signal(i32),
+    /// The worker process exited with this status.
+    Exit(i32),
+    /// The worker panicked outside the remote function (for example while it encoded the
+    /// function's value); the panic's text.
+    Panicked(String),
+    /// The connection to the worker broke or carried garbage.
+    Connection(String),
+    /// The worker could not be started, or did not connect in time.
+    Start(String),
+    /// Anything else (for example a user's machine).
+    Other(String),
+}
+
+impl fmt::Display for LostCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostCause::Signal(s) => write!(f, "killed by signal {s}"),
+            LostCause::Exit(c) => write!(f, "exited with status {c}"),
+            LostCause::Panicked(m) => write!(f, "panicked outside the function: {m}"),
+            LostCause::Connection(m) => write!(f, "connection broken: {m}"),
+            LostCause::Start(m) => write!(f, "not started: {m}"),
+            LostCause::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A lost worker as the joiner of its task sees it ([`crate::Error::WorkerLost`]): why, and
+/// the task id and host the task ran as.
+///
+/// ```
+/// let lost = cos::LostWorker { task: None, host: Some(cos::HostId::new("host0")), cause: cos::LostCause::Exit(3) };
+/// assert_eq!(lost.to_string(), "the worker on host0 was lost: exited with status 3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostWorker {
+    /// The task it ran.
+    pub task: Option<TaskId>,
+    /// Its host.
+    pub host: Option<HostId>,
+    /// What happened to it.
+    pub cause: LostCause,
+}
+
+impl fmt::Display for LostWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the worker")?;
+        if let Some(t) = self.task {
+            write!(f, " of task {t}")?;
+        }
+        if let Some(h) = &self.host {
+            write!(f, " on {h}")?;
+        }
+        write!(f, " was lost: {}", self.cause)
+    }
+}
+
+impl std::error::Error for LostWorker {}

@@ -26,7 +26,9 @@ use std::time::Instant;
 pub use self::mpi::MpiVm;
 use crate::error::Error;
 pub(crate) use failure::{io_error, machine};
-pub use failure::{MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure};
+pub use failure::{
+    LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,
+};
 pub use message::{HostId, RemoteCall, TaskId};
 pub use process::{ProcessVm, ProcessVmBuilder};
 pub use registry::{Registry, RemoteFn};
@@ -74,7 +76,7 @@ pub enum Event {
         /// The task.
         task: TaskId,
         /// What happened to the worker.
-        why: String,
+        cause: LostCause,
     },
 }
 
@@ -83,7 +85,7 @@ impl Event {
     ///
     /// ```
     /// let t = cos::TaskId { worker: 2, number: 7 };
-    /// assert_eq!(cos::Event::Lost { task: t, why: "killed".into() }.task(), t);
+    /// assert_eq!(cos::Event::Lost { task: t, cause: cos::LostCause::Signal(9) }.task(), t);
     /// ```
     pub fn task(&self) -> TaskId {
         match self {

@@ -34,8 +34,8 @@ use crate::vm::message::{decode, encode};
 use crate::vm::slots::Slots;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
-    machine, Event, HostId, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
-    VirtualMachine, Wait,
+    machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind,
+    RemoteFailure, TaskId, VirtualMachine, Wait,
 };
 
 /// Worker to spawner: the worker's processor name (UTF-8).
@@ -230,7 +230,7 @@ impl MpiVm {
             Ok(Up::Lost { why, .. }) => {
                 log::warn!(target: "cos", "rank {rank} is out of service: {why}");
                 self.slots.retire(slot);
-                Some(Event::Lost { task, why })
+                Some(Event::Lost { task, cause: LostCause::Panicked(why) })
             }
             Err(e) => Some(Event::Finished {
                 task,
@@ -279,7 +279,7 @@ impl WorkerLink for MpiLink {
     fn report(&mut self, report: Report) -> Result<(), Error> {
         let up = match report {
             Report::Finished { task, result, retire } => Up::Finished { task, result, retire },
-            Report::Lost { task, why } => Up::Lost { task, why: format!("rank {}: {why}", self.rank) },
+            Report::Lost { task, why } => Up::Lost { task, why },
         };
         let frame = encode(&up).or_else(|e| {
             let task = match &up {

@@ -12,7 +12,7 @@ use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
 use crate::vm::message::decode;
 use crate::vm::slots::Slots;
 use crate::vm::{
-    machine, Event, HostId, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
+    machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
 
 /// One event of a [`SimVm`] run, in virtual time (microseconds).
@@ -232,11 +232,11 @@ impl SimVm {
                 }
                 Ok(Up::Lost { why, .. }) => {
                     self.stop_worker();
-                    return Ok(Event::Lost { task, why });
+                    return Ok(Event::Lost { task, cause: LostCause::Panicked(why) });
                 }
                 Err(e) => {
                     self.stop_worker();
-                    return Ok(Event::Lost { task, why: e.to_string() });
+                    return Ok(Event::Lost { task, cause: LostCause::Connection(e.to_string()) });
                 }
             }
         }

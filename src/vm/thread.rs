@@ -11,7 +11,7 @@ use crate::vm::message::decode;
 use crate::vm::slots::Slots;
 use crate::vm::wait::recv_spinning;
 use crate::vm::{
-    machine, Event, HostId, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
+    machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
 
 /// Worker threads in this process, each with its own cooperative OS, grouped into simulated
@@ -168,7 +168,7 @@ impl ThreadVm {
             Up::Lost { task, why } => {
                 let slot = self.slots.end(task)?;
                 self.replace_worker(slot, true);
-                Some(Event::Lost { task, why })
+                Some(Event::Lost { task, cause: LostCause::Panicked(why) })
             }
         }
     }

@@ -86,10 +86,9 @@ pub(crate) fn serve<L: WorkerLink + 'static>(registry: &Registry, link: L) -> En
             result: Err(RemoteFailure::new(RemoteErrorKind::StackOverflow, "")),
             retire: true,
         }),
-        Err(Error::Panicked { message, .. }) => current.take().map(|task| Report::Lost {
-            task,
-            why: format!("the worker panicked outside the function: {message}"),
-        }),
+        Err(Error::Panicked { message, .. }) => {
+            current.take().map(|task| Report::Lost { task, why: message })
+        }
         Err(e) => return End::Broken(e.to_string()),
     };
     if let Some(report) = report {

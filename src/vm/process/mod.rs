@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::thread;
@@ -31,7 +32,8 @@ use crate::vm::channel::SpawnerCalls;
 use crate::vm::message::{decode, encode};
 use crate::vm::slots::Slots;
 use crate::vm::{
-    io_error, machine, Event, HostId, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
+    io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
+    VirtualMachine, Wait,
 };
 use frame::{read_frame, write_frame, Down, Hello, Up};
 use launch::{listen, Acceptor, Launcher};
@@ -46,8 +48,9 @@ pub(crate) enum Inbound {
     Connected { hello: Hello, stream: UnixStream },
     /// A frame from a worker.
     Frame { slot: usize, generation: u64, up: Up },
-    /// A worker's connection ended (the process died, exited or sent garbage).
-    Closed { slot: usize, generation: u64, why: String },
+    /// A worker's connection ended: the process died or exited (`garbage` `None`), or it sent
+    /// what is not a frame (`Some`: what was wrong).
+    Closed { slot: usize, generation: u64, garbage: Option<String> },
 }
 
 /// Worker processes that run registered functions: the same executable started again, one
@@ -241,7 +244,7 @@ impl ProcessVmBuilder {
 
 /// Forwards a worker's frames to the machine until its connection ends.
 fn reader_loop(slot: usize, generation: u64, mut stream: UnixStream, inbound: &Sender<Inbound>) {
-    let why = loop {
+    let garbage = loop {
         match read_frame(&mut stream) {
             Ok(Some(frame)) => match decode::<Up>(&frame) {
                 Ok(up) => {
@@ -249,13 +252,15 @@ fn reader_loop(slot: usize, generation: u64, mut stream: UnixStream, inbound: &S
                         return;
                     }
                 }
-                Err(e) => break format!("malformed frame: {e}"),
+                Err(e) => break Some(format!("malformed frame: {e}")),
             },
-            Ok(None) => break "connection closed".to_string(),
-            Err(e) => break e.to_string(),
+            Ok(None) => break None,
+            // A frame cut short or too long is garbage; a read error is the process's end.
+            Err(Error::Decode(e)) => break Some(e),
+            Err(_) => break None,
         }
     };
-    let _ = inbound.send(Inbound::Closed { slot, generation, why });
+    let _ = inbound.send(Inbound::Closed { slot, generation, garbage });
 }
 
 impl ProcessVm {
@@ -312,8 +317,9 @@ impl ProcessVm {
             Ok(handle) => self.workers[slot].state = State::Ready(Proc { reader: Some(handle), ..proc }),
             Err(e) => {
                 proc.stop(true);
-                let why = format!("cannot read from worker process {}: {e}", slot + 1);
-                if let Some(ev) = self.lose(slot, Some(why)) {
+                let cause =
+                    LostCause::Connection(format!("cannot read from worker process {}: {e}", slot + 1));
+                if let Some(ev) = self.lose(slot, Some(cause)) {
                     self.events.push_back(ev);
                 }
                 return;
@@ -343,7 +349,7 @@ impl ProcessVm {
             self.slots.retire(slot);
             if let Some(task) = self.slots.task(slot) {
                 self.slots.end(task);
-                self.events.push_back(Event::Lost { task, why });
+                self.events.push_back(Event::Lost { task, cause: LostCause::Start(why) });
             }
         }
     }
@@ -378,24 +384,29 @@ impl ProcessVm {
     }
 
     /// The slot's process is gone or broken: reap it, start a new one, and end its task.
-    fn lose(&mut self, slot: usize, why: Option<String>) -> Option<Event> {
+    /// `cause` `None`: the process's exit status says why.
+    fn lose(&mut self, slot: usize, cause: Option<LostCause>) -> Option<Event> {
         let (pid, status) = self.stop(slot);
         let task = self.slots.task(slot);
-        let why = why.unwrap_or_else(|| {
-            let pid = pid.map_or_else(String::new, |p| format!(" (process {p})"));
-            let status = status.map_or_else(|| "ended".to_string(), |s| format!("ended: {s}"));
-            format!("worker process {}{pid} {status}", slot + 1)
+        let cause = cause.unwrap_or_else(|| match status {
+            Some(s) => match (s.signal(), s.code()) {
+                (Some(signal), _) => LostCause::Signal(signal),
+                (None, Some(code)) => LostCause::Exit(code),
+                (None, None) => LostCause::Other(s.to_string()),
+            },
+            None => LostCause::Other("the process could not be reaped".into()),
         });
+        let pid = pid.map_or_else(String::new, |p| format!(" (process {p})"));
         match task {
-            Some(t) => log::warn!(target: "cos", "task {t} lost: {why}"),
-            None => log::warn!(target: "cos", "idle worker lost: {why}"),
+            Some(t) => log::warn!(target: "cos", "task {t} lost: worker process {}{pid}: {cause}", slot + 1),
+            None => log::warn!(target: "cos", "idle worker process {}{pid} lost: {cause}", slot + 1),
         }
         if !self.finalized {
             self.restart(slot);
         }
         let task = task?;
         self.slots.end(task);
-        Some(Event::Lost { task, why })
+        Some(Event::Lost { task, cause })
     }
 
     /// Sends a job frame to the slot's process, or keeps it for a process that is starting. A
@@ -420,7 +431,8 @@ impl ProcessVm {
                 *waiting = Some(job);
             } else if let Some(task) = self.slots.task(slot) {
                 self.slots.end(task);
-                self.events.push_back(Event::Lost { task, why: format!("worker process {}: {e}", slot + 1) });
+                let cause = LostCause::Start(format!("worker process {}: {e}", slot + 1));
+                self.events.push_back(Event::Lost { task, cause });
             }
         }
     }
@@ -471,15 +483,15 @@ impl ProcessVm {
                         }
                         Some(Event::Finished { task, result })
                     }
-                    Up::Lost { why, .. } => self.lose(slot, Some(why)),
+                    Up::Lost { why, .. } => self.lose(slot, Some(LostCause::Panicked(why))),
                 }
             }
-            Inbound::Closed { slot, generation, why } => {
+            Inbound::Closed { slot, generation, garbage } => {
                 if generation != self.workers[slot].generation {
                     return None;
                 }
-                log::debug!(target: "cos", "connection of worker process {} ended: {why}", slot + 1);
-                self.lose(slot, None)
+                log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
+                self.lose(slot, garbage.map(LostCause::Connection))
             }
         }
     }
@@ -652,9 +664,9 @@ mod tests {
         let (tx, rx) = unbounded();
         reader_loop(3, 7, b, &tx);
         match rx.recv().unwrap() {
-            Inbound::Closed { slot, generation, why } => {
+            Inbound::Closed { slot, generation, garbage } => {
                 assert_eq!((slot, generation), (3, 7));
-                assert!(why.starts_with("malformed frame"), "{why}");
+                assert!(garbage.is_some(), "garbage is not taken for the process's end");
             }
             _ => panic!("garbage decoded as a frame"),
         }

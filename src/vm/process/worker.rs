@@ -89,9 +89,7 @@ impl WorkerLink for ProcessLink {
     fn report(&mut self, report: Report) -> Result<(), Error> {
         self.send(&match report {
             Report::Finished { task, result, retire } => Up::Finished { task, result, retire },
-            Report::Lost { task, why } => {
-                Up::Lost { task, why: format!("worker process {}: {why}", std::process::id()) }
-            }
+            Report::Lost { task, why } => Up::Lost { task, why },
         })
     }
 }
