@@ -35,7 +35,7 @@ use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
     VirtualMachine, Wait,
 };
-use frame::{read_frame, write_frame, Down, Hello, Up};
+use frame::{read_frame, write_frame, Down, Hello, Up, MAX_FRAME};
 use launch::{listen, Acceptor, Launcher};
 pub(crate) use worker::{is_worker_process, worker_main};
 
@@ -92,6 +92,8 @@ pub struct ProcessVm {
     inbound: Receiver<Inbound>,
     /// Events made while doing something else (a worker that died before it connected).
     events: VecDeque<Event>,
+    /// When the starting processes were last looked at.
+    checked: Instant,
     /// Runs the workers' calls of [`crate::spawner_call`].
     spawner_calls: SpawnerCalls,
     finalized: bool,
@@ -215,6 +217,7 @@ impl ProcessVmBuilder {
             inbound_tx,
             inbound,
             events: VecDeque::new(),
+            checked: Instant::now(),
             spawner_calls: SpawnerCalls::default(),
             finalized: false,
         };
@@ -334,6 +337,7 @@ impl ProcessVm {
     /// Looks at the processes that have not connected: one that ended, or took longer than
     /// the connect timeout, is killed; its slot goes out of service and its job is lost.
     fn check_starting(&mut self) {
+        self.checked = Instant::now();
         for slot in 0..self.workers.len() {
             let State::Starting { child, since, .. } = &mut self.workers[slot].state else { continue };
             let why = match child.try_wait() {
@@ -530,6 +534,13 @@ impl VirtualMachine for ProcessVm {
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
         let job = encode(&Down::Run(task, call.clone()))?;
+        if job.len() > MAX_FRAME {
+            // Refused before any worker sees it: no healthy worker is replaced for it.
+            return Err(Error::Decode(format!(
+                "a job of {} bytes exceeds the frame limit of {MAX_FRAME}",
+                job.len()
+            )));
+        }
         self.slots.start(slot, task);
         self.send(slot, job);
         Ok(task)
@@ -551,7 +562,7 @@ impl VirtualMachine for ProcessVm {
                 match self.inbound.try_recv() {
                     Ok(i) => i,
                     Err(TryRecvError::Empty) => {
-                        if starting {
+                        if starting && self.checked.elapsed() >= START_CHECK {
                             self.check_starting();
                         }
                         return Ok(self.events.pop_front());
