@@ -287,12 +287,36 @@ fn finalize_ends_every_worker() {
 /// names exists before it starts, as a worker that is slow to start would.
 const HOLD_ENV: &str = "COS_TEST_HOLD_START";
 
+/// Set by a check for the workers started after it: such a worker exits with status 7 before
+/// it connects, as a worker that cannot start would.
+const FAIL_START_ENV: &str = "COS_TEST_FAIL_START";
+
 fn hold_while_asked() {
     if let Some(path) = std::env::var_os(HOLD_ENV) {
         while std::path::Path::new(&path).exists() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    if std::env::var_os(FAIL_START_ENV).is_some() {
+        std::process::exit(7);
+    }
+}
+
+fn a_worker_that_cannot_restart_loses_its_job_and_its_slot() {
+    assert!(cos::set_vm(machine(1, 2)).unwrap());
+    std::env::set_var(FAIL_START_ENV, "1");
+    // The first worker dies; its slot gets a process that will exit before it connects.
+    let first = cos::dispatch_single(cos::job(&KILLED, ()));
+    std::env::remove_var(FAIL_START_ENV);
+    expect_lost(first, |c| *c == LostCause::Signal(libc::SIGKILL));
+    // The lowest free slot is the restarting one: the job waits there, and is lost when the
+    // new process exits before it connects; the slot goes out of service.
+    let waiting = Spawn::new(&PID, ()).start().unwrap();
+    assert_eq!(waiting.task_id.map(|t| t.worker), Some(1));
+    let r = cos::join(waiting.task);
+    assert!(matches!(&r, Err(Error::WorkerLost(l)) if matches!(l.cause, LostCause::Start(_))), "{r:?}");
+    assert_eq!(cos::free_slots(), Some(1), "one slot is left");
+    assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 4)), Ok(8));
 }
 
 fn a_restarting_worker_does_not_block_the_spawner() {
@@ -363,6 +387,10 @@ fn main() {
         ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
         ("a_restarting_worker_does_not_block_the_spawner", a_restarting_worker_does_not_block_the_spawner),
         ("a_free_slot_loop_sees_every_end", a_free_slot_loop_sees_every_end),
+        (
+            "a_worker_that_cannot_restart_loses_its_job_and_its_slot",
+            a_worker_that_cannot_restart_loses_its_job_and_its_slot,
+        ),
     ];
     common::run_checks(checks);
 }
