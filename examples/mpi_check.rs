@@ -198,7 +198,8 @@ fn check_failure() -> Result<(), String> {
     let failing = cos::Spawn::new(&FAIL, 7).start().map_err(|e| e.to_string())?;
     let rank = failing.task_id.map(|t| t.worker);
     match cos::join(failing.task) {
-        Err(cos::Error::Remote(m)) if m.contains("job 7 fails on purpose") => {}
+        Err(cos::Error::Remote(e))
+            if e.kind == cos::RemoteErrorKind::Panicked && e.message.contains("job 7 fails on purpose") => {}
         other => return Err(format!("failing task joined as {other:?}")),
     }
     // With every slot free, one job per free slot reaches every worker rank.
@@ -220,12 +221,23 @@ fn check_failure() -> Result<(), String> {
     Ok(())
 }
 
-/// A runaway recursion in a job ends that job with an error; its rank (and the MPI job) lives on.
+/// A runaway recursion in a job ends that job with an error; the MPI job lives on, and the rank,
+/// which cannot be replaced, goes out of service (its slot no longer counts as free), so that no
+/// later job inherits what the abandoned frames held.
 fn check_overflow() -> Result<(), String> {
+    let free = cos::free_slots().unwrap_or(0);
     let s = cos::Spawn::new(&RUNAWAY, 0).start().map_err(|e| e.to_string())?;
+    let rank = s.task_id.map(|t| t.worker);
     match cos::join(s.task) {
-        Err(cos::Error::Remote(m)) if m == "stack overflow" => {}
+        Err(cos::Error::Remote(e))
+            if e.kind == cos::RemoteErrorKind::StackOverflow && e.task.map(|t| t.worker) == rank => {}
         other => return Err(format!("runaway task joined as {other:?}")),
+    }
+    if cos::free_slots() != Some(free - 1) {
+        return Err(format!(
+            "{:?} free slots after rank {rank:?} overflowed (before: {free})",
+            cos::free_slots()
+        ));
     }
     let results = cos::dispatch((0..20).map(|i| cos::job(&DOUBLE, i))).map_err(|e| e.to_string())?;
     if results != (0..20).map(|i| Ok(2 * i)).collect::<Vec<_>>() {

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::task::Tid;
+use crate::vm::{LostWorker, MachineError, RemoteError};
 
 /// What a task is blocked on, as shown in a [`DeadlockReport`].
 ///
@@ -101,16 +102,18 @@ pub enum Error {
     TypeMismatch(Tid),
     /// A non-blocking, non-enqueued remote spawn found no free slot (PyOPUS returns tid -1).
     NoFreeSlot,
-    /// A remote function name that the worker's registry does not hold.
-    UnknownFunction(String),
     /// Bytes that do not decode as the expected type.
     Decode(String),
-    /// A remote task failed on its worker (for example it panicked there).
-    Remote(String),
+    /// A remote task failed on its worker (it panicked, overflowed its stack, its function is
+    /// not registered there, ...): the kind, the message, the task id and the host.
+    Remote(RemoteError),
     /// The worker running a remote task was lost (it crashed, exited or was killed).
-    WorkerLost(String),
-    /// A virtual machine refused or failed an operation.
-    Vm(String),
+    WorkerLost(LostWorker),
+    /// A virtual machine refused or failed an operation: the kind, what it did, and the
+    /// `io::Error` behind it (as [`std::error::Error::source`]).
+    Vm(MachineError),
+    /// Two different remote functions were registered under one name.
+    DuplicateFunction(String),
     /// The task was cancelled before it finished.
     Cancelled(Tid),
     /// A deadline passed: a join's, or a remote task's own.
@@ -130,11 +133,11 @@ impl fmt::Display for Error {
             Error::StackAlloc(e) => write!(f, "cannot allocate a task stack: {e}"),
             Error::TypeMismatch(t) => write!(f, "the value of task {t} has another type"),
             Error::NoFreeSlot => f.write_str("no free slot for a remote task"),
-            Error::UnknownFunction(n) => write!(f, "no remote function is registered as {n:?}"),
             Error::Decode(e) => write!(f, "malformed message: {e}"),
-            Error::Remote(e) => write!(f, "remote task failed: {e}"),
-            Error::WorkerLost(e) => write!(f, "worker lost: {e}"),
+            Error::Remote(e) => write!(f, "{e}"),
+            Error::WorkerLost(e) => write!(f, "{e}"),
             Error::Vm(e) => write!(f, "virtual machine: {e}"),
+            Error::DuplicateFunction(n) => write!(f, "two remote functions are registered as {n:?}"),
             Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
             Error::Timeout => f.write_str("deadline passed"),
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
@@ -142,7 +145,16 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Vm(e) => Some(e),
+            Error::Remote(e) => Some(e),
+            Error::WorkerLost(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// The text of a panic payload.
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {

@@ -61,9 +61,14 @@ pub use storage::{
     to_actual_path_in, AbstractPath,
 };
 pub use task::{Joined, Outcome, Task, Tid, Value};
+/// The process machine's frame codec, for the fuzz target `fuzz/fuzz_targets/frame.rs`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use vm::process::frame::fuzz_spawner_stream;
 #[cfg(feature = "mpi")]
 pub use vm::MpiVm;
 pub use vm::{
-    start, HostId, Machine, Message, ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteFailure,
-    RemoteFn, SimEvent, SimTrace, SimVm, TaskId, ThreadVm, ThreadVmBuilder, VirtualMachine,
+    start, Event, HostId, LostCause, LostWorker, Machine, MachineError, MachineErrorKind, ProcessVm,
+    ProcessVmBuilder, Registry, RemoteCall, RemoteError, RemoteErrorKind, RemoteFailure, RemoteFn, SimEvent,
+    SimTrace, SimVm, TaskId, ThreadVm, ThreadVmBuilder, VirtualMachine, Wait,
 };

@@ -139,7 +139,7 @@ fn join_call(tids: &[Tid], block: bool, deadline: Option<Instant>) -> Result<Opt
 /// assert_eq!(cos::cancel(slow.tid()), Ok(true));
 /// ```
 pub fn join_timeout(tids: &[Tid], timeout: Duration) -> Result<Option<Joined>, Error> {
-    join_call(tids, true, Some(Instant::now() + timeout))
+    join_call(tids, true, Some(with(|s| s.now()) + timeout))
 }
 
 /// Cancels a child of the running task. A local child is taken off the queues and its stack
@@ -302,7 +302,7 @@ pub fn hosts() -> Vec<HostId> {
 }
 
 /// Sets the machine that remote spawns use, following PyOPUS's rules: ignored (`Ok(false)`) on
-/// a worker (the machine has a parent task, or this thread runs remote tasks for a spawner) or
+/// a worker (this thread runs remote tasks for a spawner) or
 /// with fewer than 2 slots; the previous machine, if any, is finalized.
 ///
 /// # Errors
@@ -316,12 +316,15 @@ pub fn hosts() -> Vec<HostId> {
 pub fn set_vm<V: VirtualMachine + 'static>(vm: V) -> Result<bool, Error> {
     with(|s| {
         if s.remote_count() > 0 {
-            return Err(Error::Vm("remote tasks run; cannot replace the machine".into()));
+            return Err(crate::vm::machine(
+                crate::vm::MachineErrorKind::Refused,
+                "remote tasks run; cannot replace the machine",
+            ));
         }
         if let Some(mut old) = s.vm.take() {
             old.finalize();
         }
-        if vm.parent_task_id().is_some() || crate::spawner_call::on_worker() || vm.slots() < 2 {
+        if crate::spawner_call::on_worker() || vm.slots() < 2 {
             log::debug!(target: "cos", "machine ignored (worker, or fewer than 2 slots)");
             return Ok(false);
         }

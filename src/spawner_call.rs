@@ -15,8 +15,8 @@ use crate::vm::{RemoteCall, RemoteFailure, RemoteFn, TaskId};
 
 /// A worker's way of reaching its spawner.
 pub(crate) trait SpawnerLink {
-    /// Sends [`crate::Message::SpawnerCall`] for `task`; with `wait`, blocks for the reply and
-    /// returns it.
+    /// Sends the spawner a call made by `task`; with `wait`, blocks for the reply and returns
+    /// it.
     fn call(
         &mut self,
         task: TaskId,
@@ -69,6 +69,12 @@ impl Drop for TaskGuard {
     }
 }
 
+/// Clears the running task (after a task ended without dropping its guard: its frames were
+/// abandoned by a stack overflow).
+pub(crate) fn clear_task() {
+    set_task(None);
+}
+
 fn set_task(task: Option<TaskId>) {
     let _ = WORKER.try_with(|w| {
         if let Some(side) = w.borrow_mut().as_mut() {
@@ -95,8 +101,9 @@ fn set_task(task: Option<TaskId>) {
 ///
 /// # Errors
 /// [`Error::Decode`] when the arguments cannot be encoded or the value cannot be decoded;
-/// [`Error::UnknownFunction`] when the spawner's registry lacks `f`; [`Error::Remote`] when `f`
-/// panicked in the spawner; [`Error::Vm`] when the spawner cannot be reached.
+/// [`Error::Remote`] when the spawner's registry lacks `f` or `f` failed in the spawner (with
+/// [`crate::RemoteErrorKind::UnknownFunction`], [`crate::RemoteErrorKind::Panicked`], ...; no task
+/// id, the spawner's host); [`Error::Vm`] when the spawner cannot be reached.
 ///
 /// ```
 /// static ADD: cos::RemoteFn<(u32, u32), u32> = cos::RemoteFn::new("add", |(a, b)| a + b);
@@ -120,7 +127,7 @@ where
     match sent? {
         None => Ok(None),
         Some(Ok(bytes)) => decode::<R>(&bytes).map(Some),
-        Some(Err(failure)) => Err(Error::from(failure)),
+        Some(Err(failure)) => Err(Error::Remote(failure.at(None, Some(crate::vm::HostId::new("spawner"))))),
     }
 }
 

@@ -153,10 +153,13 @@ pub fn to_actual_path_in<P: AsRef<Path>>(path: &AbstractPath, mirrored: &[P]) ->
     };
     match mirrored.get(index).map(AsRef::as_ref) {
         Some(entry) if !entry.as_os_str().is_empty() => Ok(entry.join(&path.path)),
-        _ => Err(Error::Vm(format!(
-            "mirrored storage has no entry {index} on this host ({} entries in {MIRRORED_VAR})",
-            mirrored.len()
-        ))),
+        _ => Err(crate::vm::machine(
+            crate::vm::MachineErrorKind::Config,
+            format!(
+                "mirrored storage has no entry {index} on this host ({} entries in {MIRRORED_VAR})",
+                mirrored.len()
+            ),
+        )),
     }
 }
 

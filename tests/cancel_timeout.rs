@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use cos::{Error, Registry, RemoteFn, SimVm, ThreadVm};
+mod common;
+
+use cos::{Error, Registry, RemoteFn, ThreadVm};
 
 static SLOW: RemoteFn<u64, u64> = RemoteFn::new("slow", |ms| {
     std::thread::sleep(Duration::from_millis(ms));
@@ -132,31 +134,23 @@ fn join_timeout_with_only_remote_work_waits_in_the_machine() {
     cos::finalize();
 }
 
-#[test]
-fn cancelling_a_remote_task_frees_its_slot() {
-    for vm in [0, 1] {
-        let reg = Registry::new().with(&SLOW).with(&GATED);
-        if vm == 0 {
-            cos::set_vm(SimVm::new(reg, 1, 1)).unwrap();
-        } else {
-            cos::set_vm(ThreadVm::builder(reg).slots_per_host(1).build()).unwrap();
-        }
-        // SimVm runs the job when it starts it, but its end lies in the virtual future; on
-        // ThreadVm the job waits for a gate that opens only after the cancel.
-        if vm == 0 {
-            open_gate(7);
-        }
-        let t = cos::spawn_remote(&GATED, if vm == 0 { 7 } else { 1 }).unwrap();
-        assert_eq!(cos::free_slots(), Some(0));
-        assert_eq!(cos::cancel(t.tid()), Ok(true));
-        assert_eq!(cos::free_slots(), Some(1));
-        assert_eq!(cos::join(t), Err(Error::Cancelled(t.tid())));
-        let u = cos::spawn_remote(&SLOW, 1).unwrap();
-        assert_eq!(cos::join(u), Ok(1));
-        cos::finalize();
+machine_test!(cancelling_a_remote_task_frees_its_slot, [sim, thread], |on| {
+    on.set(Registry::new().with(&SLOW).with(&GATED), 1, 1);
+    // SimVm runs the job when it starts it, but its end lies in the virtual future; on
+    // ThreadVm the job waits for a gate that opens only after the cancel.
+    let gate = if on.settled() { 7 } else { 1 };
+    if on.settled() {
+        open_gate(gate);
     }
-    open_gate(1);
-}
+    let t = cos::spawn_remote(&GATED, gate).unwrap();
+    assert_eq!(cos::free_slots(), Some(0));
+    assert_eq!(cos::cancel(t.tid()), Ok(true));
+    assert_eq!(cos::free_slots(), Some(1));
+    assert_eq!(cos::join(t), Err(Error::Cancelled(t.tid())));
+    open_gate(gate);
+    let u = cos::spawn_remote(&SLOW, 1).unwrap();
+    assert_eq!(cos::join(u), Ok(1));
+});
 
 #[test]
 fn a_remote_time_limit_cancels_the_task_with_timeout() {

@@ -9,8 +9,12 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::remote_failure;
 use cos::{
-    Dispatch, Error, HostId, Message, Registry, RemoteCall, RemoteFn, SimVm, TaskId, ThreadVm, VirtualMachine,
+    Dispatch, Error, Event, HostId, LostCause, Registry, RemoteCall, RemoteErrorKind, RemoteFn, SimVm,
+    TaskId, ThreadVm, VirtualMachine, Wait,
 };
 
 static DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x| 2 * x);
@@ -26,8 +30,8 @@ struct Faults {
 }
 
 /// A simulated machine that loses workers: every task on a host in `bad_hosts`, and the first
-/// `args % 3` attempts of each call when `lose_by_args` is set. A lost task's result is dropped
-/// and its exit becomes [`Message::WorkerLost`], as a dead worker process would give.
+/// `args % 3` attempts of each call when `lose_by_args` is set. A lost task's end becomes
+/// [`Event::Lost`], as a dead worker process would give.
 struct LossyVm {
     inner: SimVm,
     bad_hosts: Vec<HostId>,
@@ -67,14 +71,8 @@ impl VirtualMachine for LossyVm {
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
         self.inner.hosts_with_free_slots()
     }
-    fn task_id(&self) -> TaskId {
-        self.inner.task_id()
-    }
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
         self.inner.host_id(task)
-    }
-    fn parent_task_id(&self) -> Option<TaskId> {
-        self.inner.parent_task_id()
     }
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let args = call.args.clone();
@@ -91,21 +89,21 @@ impl VirtualMachine for LossyVm {
         self.host_of.insert(id, host);
         Ok(id)
     }
-    fn receive_message(&mut self, timeout: Option<Duration>) -> Result<Option<(TaskId, Message)>, Error> {
-        loop {
-            match self.inner.receive_message(timeout)? {
-                Some((id, Message::TaskResult(_))) if self.doomed.contains(&id) => continue,
-                Some((id, Message::TaskExit)) if self.doomed.remove(&id) => {
-                    let host = self.host_of.remove(&id).unwrap();
-                    *self.faults.borrow_mut().lost.entry(host).or_insert(0) += 1;
-                    return Ok(Some((id, Message::WorkerLost("worker process died".into()))));
-                }
-                other => return Ok(other),
+    fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
+        match self.inner.receive(wait)? {
+            Some(e) if self.doomed.remove(&e.task()) => {
+                let host = self.host_of.remove(&e.task()).unwrap();
+                *self.faults.borrow_mut().lost.entry(host).or_insert(0) += 1;
+                Ok(Some(Event::Lost {
+                    task: e.task(),
+                    cause: LostCause::Other("worker process died".into()),
+                }))
             }
+            other => Ok(other),
         }
     }
-    fn send_message(&mut self, dest: TaskId, message: Message) -> Result<(), Error> {
-        self.inner.send_message(dest, message)
+    fn now(&self) -> std::time::Instant {
+        self.inner.now()
     }
     fn finalize(&mut self) {
         self.inner.finalize()
@@ -187,7 +185,7 @@ fn other_failures_are_not_retried() {
     let results = Dispatch::new((0..5u64).map(|i| cos::job(&BOOM, i))).retries(3).run().unwrap();
     cos::finalize();
     for (i, r) in results.iter().enumerate() {
-        assert_eq!(*r, Err(Error::Remote(format!("panicked: job {i} fails"))));
+        assert_eq!(remote_failure(r), Some((RemoteErrorKind::Panicked, format!("job {i} fails").as_str())));
     }
     assert_eq!(total(&faults.borrow().started), 5, "each job ran once");
 }

@@ -6,9 +6,11 @@
 mod common;
 
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use cos::{Error, HostId, ProcessVm, Registry, RemoteFn, Spawn};
+use common::remote_failure;
+use cos::{Error, HostId, LostCause, ProcessVm, Registry, RemoteErrorKind, RemoteFn, Spawn};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value whose encoding panics when it is [`POISON`]: the panic happens after the function
@@ -77,6 +79,17 @@ fn runaway(n: u64) -> u64 {
 }
 static RUNAWAY: RemoteFn<u64, u64> = RemoteFn::new("runaway", runaway);
 
+/// A lock of the worker process.
+static LOCK: Mutex<u64> = Mutex::new(0);
+/// Overflows while it holds `LOCK`.
+static RUNAWAY_LOCKED: RemoteFn<u64, u64> = RemoteFn::new("runaway_locked", |n| {
+    let mut held = LOCK.lock().unwrap();
+    *held += 1;
+    runaway(n) + *held
+});
+/// Whether `LOCK` is free in the worker process that runs this job.
+static LOCK_IS_FREE: RemoteFn<(), bool> = RemoteFn::new("lock_is_free", |()| LOCK.try_lock().is_ok());
+
 fn registry() -> Registry {
     Registry::new()
         .with(&DOUBLE)
@@ -93,6 +106,8 @@ fn registry() -> Registry {
         .with(&NESTED_MACHINE)
         .with(&NEVER_ENDS)
         .with(&RUNAWAY)
+        .with(&RUNAWAY_LOCKED)
+        .with(&LOCK_IS_FREE)
 }
 
 fn machine(hosts: usize, per_host: usize) -> ProcessVm {
@@ -149,32 +164,47 @@ fn a_caught_panic_keeps_the_worker() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     let before = pid_of_worker();
     match cos::dispatch_single(cos::job(&PANICS, ())) {
-        Err(Error::Remote(m)) => assert!(m.contains("inside the function"), "{m}"),
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, RemoteErrorKind::Panicked);
+            assert!(e.message.contains("inside the function"), "{e:?}");
+        }
         other => panic!("expected a remote failure, got {other:?}"),
     }
     assert_eq!(pid_of_worker(), before);
 }
 
-fn a_stack_overflow_keeps_the_worker() {
+fn a_stack_overflow_retires_the_worker() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     let before = pid_of_worker();
-    assert_eq!(cos::dispatch_single(cos::job(&RUNAWAY, 0)), Err(Error::Remote("stack overflow".into())));
-    assert_eq!(pid_of_worker(), before, "the worker process lived on");
+    let r = cos::dispatch_single(cos::job(&RUNAWAY, 0));
+    assert_eq!(remote_failure(&r).map(|f| f.0), Some(RemoteErrorKind::StackOverflow), "{r:?}");
+    // The overflowed frames were abandoned with whatever they held: a new process takes over.
+    assert_eq!(cos::free_slots(), Some(1));
+    assert_ne!(pid_of_worker(), before, "a new worker process");
+}
+
+fn a_job_after_an_overflow_does_not_inherit_a_held_lock() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    assert_eq!(cos::dispatch_single(cos::job(&LOCK_IS_FREE, ())), Ok(true));
+    let r = cos::dispatch_single(cos::job(&RUNAWAY_LOCKED, 0));
+    assert_eq!(remote_failure(&r).map(|f| f.0), Some(RemoteErrorKind::StackOverflow), "{r:?}");
+    assert_eq!(cos::dispatch_single(cos::job(&LOCK_IS_FREE, ())), Ok(true));
 }
 
 fn an_unknown_function_is_an_error() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
-    assert_eq!(
-        cos::dispatch_single(cos::job(&UNREGISTERED, ())),
-        Err(Error::UnknownFunction("unregistered".into()))
-    );
+    let r = cos::dispatch_single(cos::job(&UNREGISTERED, ()));
+    assert_eq!(remote_failure(&r), Some((RemoteErrorKind::UnknownFunction, "unregistered")), "{r:?}");
     assert_eq!(pid_of_worker(), pid_of_worker());
 }
 
-fn expect_lost<R: std::fmt::Debug>(r: Result<R, Error>, mentions: &str) {
+/// Checks that `r` is a lost worker on the machine's only host, for this cause.
+fn expect_lost<R: std::fmt::Debug>(r: Result<R, Error>, cause: impl Fn(&LostCause) -> bool) {
     match r {
-        Err(Error::WorkerLost(why)) => {
-            assert!(why.contains(mentions), "{why:?} does not mention {mentions:?}")
+        Err(Error::WorkerLost(lost)) => {
+            assert!(cause(&lost.cause), "{lost:?}: another cause");
+            assert_eq!(lost.host, Some(HostId::new("host0")));
+            assert_eq!(lost.task.map(|t| t.worker), Some(1));
         }
         other => panic!("expected a lost worker, got {other:?}"),
     }
@@ -189,15 +219,18 @@ fn every_death_loses_only_its_task_and_restarts_the_slot() {
         assert_ne!(now, *pid, "a new worker process");
         *pid = now;
     };
-    expect_lost(cos::dispatch_single(cos::job(&ABORTS, ())), "SIGABRT");
+    expect_lost(cos::dispatch_single(cos::job(&ABORTS, ())), |c| *c == LostCause::Signal(libc::SIGABRT));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&EXITS, ())), "exit status: 3");
+    expect_lost(cos::dispatch_single(cos::job(&EXITS, ())), |c| *c == LostCause::Exit(3));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), "SIGKILL");
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), |c| *c == LostCause::Signal(libc::SIGKILL));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&TERMINATED, ())), "SIGTERM");
+    expect_lost(cos::dispatch_single(cos::job(&TERMINATED, ())), |c| *c == LostCause::Signal(libc::SIGTERM));
     next(&mut pid);
-    expect_lost(cos::dispatch_single(cos::job(&ESCAPES, ())), "this value cannot be serialized");
+    expect_lost(
+        cos::dispatch_single(cos::job(&ESCAPES, ())),
+        |c| matches!(c, LostCause::Panicked(m) if m.contains("this value cannot be serialized")),
+    );
     next(&mut pid);
     assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 21)), Ok(42));
 }
@@ -250,6 +283,68 @@ fn finalize_ends_every_worker() {
     }
 }
 
+/// Set by a check for the workers started after it: such a worker waits while the file it
+/// names exists before it starts, as a worker that is slow to start would.
+const HOLD_ENV: &str = "COS_TEST_HOLD_START";
+
+/// Set by a check for the workers started after it: such a worker exits with status 7 before
+/// it connects, as a worker that cannot start would.
+const FAIL_START_ENV: &str = "COS_TEST_FAIL_START";
+
+fn hold_while_asked() {
+    if let Some(path) = std::env::var_os(HOLD_ENV) {
+        while std::path::Path::new(&path).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if std::env::var_os(FAIL_START_ENV).is_some() {
+        std::process::exit(7);
+    }
+}
+
+fn a_worker_that_cannot_restart_loses_its_job_and_its_slot() {
+    assert!(cos::set_vm(machine(1, 2)).unwrap());
+    std::env::set_var(FAIL_START_ENV, "1");
+    // The first worker dies; its slot gets a process that will exit before it connects.
+    let first = cos::dispatch_single(cos::job(&KILLED, ()));
+    std::env::remove_var(FAIL_START_ENV);
+    expect_lost(first, |c| *c == LostCause::Signal(libc::SIGKILL));
+    // The lowest free slot is the restarting one: the job waits there, and is lost when the
+    // new process exits before it connects; the slot goes out of service.
+    let waiting = Spawn::new(&PID, ()).start().unwrap();
+    assert_eq!(waiting.task_id.map(|t| t.worker), Some(1));
+    let r = cos::join(waiting.task);
+    assert!(matches!(&r, Err(Error::WorkerLost(l)) if matches!(l.cause, LostCause::Start(_))), "{r:?}");
+    assert_eq!(cos::free_slots(), Some(1), "one slot is left");
+    assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 4)), Ok(8));
+}
+
+fn a_restarting_worker_does_not_block_the_spawner() {
+    let vm = ProcessVm::builder(registry()).slots_per_host(1).connect_timeout(Duration::from_secs(5)).build();
+    assert!(cos::set_vm(vm.unwrap()).unwrap());
+    let before = pid_of_worker();
+    let hold = std::env::temp_dir().join(format!("cos-hold-start-{}", std::process::id()));
+    std::fs::write(&hold, b"").unwrap();
+    std::env::set_var(HOLD_ENV, &hold);
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), |c| *c == LostCause::Signal(libc::SIGKILL));
+    // The new worker cannot connect until the file is gone; the spawner goes on meanwhile.
+    assert_eq!(cos::free_slots(), Some(1), "the restarting slot takes a job");
+    let local = cos::spawn(|| 6 * 7).unwrap();
+    assert_eq!(cos::join(local), Ok(42));
+    let job = cos::spawn_remote(&PID, ()).unwrap();
+    assert_eq!(cos::try_join(job), Ok(None), "the job waits for its worker");
+    std::fs::remove_file(&hold).unwrap();
+    std::env::remove_var(HOLD_ENV);
+    let pid = cos::join(job).unwrap();
+    assert_ne!(pid, before, "a new worker process");
+    assert_ne!(pid, std::process::id(), "not run in the spawner");
+}
+
+fn a_free_slot_loop_sees_every_end() {
+    let mut vm = common::On::Process.machine(registry(), 1, 2);
+    common::a_free_slot_loop_sees_every_end(vm.as_mut(), &cos::RemoteCall::new("double", &21u64).unwrap());
+}
+
 fn a_worker_cannot_start_workers() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     assert_eq!(cos::dispatch_single(cos::job(&NESTED_MACHINE, ())), Ok(true));
@@ -266,6 +361,7 @@ fn no_core_dumps() {
 
 fn main() {
     no_core_dumps();
+    hold_while_asked();
     cos::start(registry()).expect("start"); // a worker never returns from here
     cos::finalize();
 
@@ -274,7 +370,11 @@ fn main() {
         ("jobs_run_in_other_processes", jobs_run_in_other_processes),
         ("hosts_are_targeted", hosts_are_targeted),
         ("a_caught_panic_keeps_the_worker", a_caught_panic_keeps_the_worker),
-        ("a_stack_overflow_keeps_the_worker", a_stack_overflow_keeps_the_worker),
+        ("a_stack_overflow_retires_the_worker", a_stack_overflow_retires_the_worker),
+        (
+            "a_job_after_an_overflow_does_not_inherit_a_held_lock",
+            a_job_after_an_overflow_does_not_inherit_a_held_lock,
+        ),
         ("an_unknown_function_is_an_error", an_unknown_function_is_an_error),
         (
             "every_death_loses_only_its_task_and_restarts_the_slot",
@@ -285,6 +385,12 @@ fn main() {
         ("a_time_limit_stops_a_remote_task", a_time_limit_stops_a_remote_task),
         ("finalize_ends_every_worker", finalize_ends_every_worker),
         ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
+        ("a_restarting_worker_does_not_block_the_spawner", a_restarting_worker_does_not_block_the_spawner),
+        ("a_free_slot_loop_sees_every_end", a_free_slot_loop_sees_every_end),
+        (
+            "a_worker_that_cannot_restart_loses_its_job_and_its_slot",
+            a_worker_that_cannot_restart_loses_its_job_and_its_slot,
+        ),
     ];
     common::run_checks(checks);
 }

@@ -1,7 +1,10 @@
 //! A remote function that panics ends its task with `Error::Remote` at the join (PyOPUS drops
 //! the failure flag, and its MPI worker dies); the worker and its slot serve the next jobs.
 
-use cos::{Error, Registry, RemoteFn, SimVm, Spawn, ThreadVm};
+mod common;
+
+use common::remote_failure;
+use cos::{Error, MachineErrorKind, Registry, RemoteErrorKind, RemoteFn, SimVm, Spawn, ThreadVm};
 
 static BOOM: RemoteFn<u32, u32> = RemoteFn::new("boom", |x| panic!("boom {x}"));
 static DOUBLE: RemoteFn<u32, u32> = RemoteFn::new("double", |x| 2 * x);
@@ -15,11 +18,12 @@ fn registry() -> Registry {
     Registry::new().with(&BOOM).with(&DOUBLE).with(&EVEN_ONLY)
 }
 
-fn boom(x: u32) -> Error {
-    Error::Remote(format!("panicked: boom {x}"))
+/// Whether `r` is the failure of a panic with `message`.
+fn panicked<T>(r: &Result<T, Error>, message: &str) -> bool {
+    remote_failure(r) == Some((RemoteErrorKind::Panicked, message))
 }
 
-/// The checks shared by both machines, which have `workers` worker slots.
+/// The checks shared by the machines, which have `workers` worker slots.
 /// `settled`: whether the slots' state after a spawn is known (on SimVm a task cannot end before
 /// the spawner waits; on ThreadVm it may end at once).
 fn failures_leave_the_slots_usable(workers: usize, settled: bool) {
@@ -27,7 +31,16 @@ fn failures_leave_the_slots_usable(workers: usize, settled: bool) {
 
     let s = Spawn::new(&BOOM, 1).start().unwrap();
     assert!(s.task_id.is_some(), "it ran remotely");
-    assert_eq!(cos::join(s.task), Err(boom(1)));
+    let r = cos::join(s.task);
+    assert!(panicked(&r, "boom 1"), "{r:?}");
+    // The failure says where it happened.
+    match r {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.task, s.task_id);
+            assert_eq!(e.host, s.host);
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(cos::free_slots(), Some(workers));
     assert_eq!(cos::remote_task_count(), 0);
 
@@ -37,7 +50,7 @@ fn failures_leave_the_slots_usable(workers: usize, settled: bool) {
         assert_eq!(cos::free_slots(), Some(0));
     }
     for (i, s) in failing.into_iter().enumerate() {
-        assert_eq!(cos::join(s.task), Err(boom(i as u32)));
+        assert!(panicked(&cos::join(s.task), &format!("boom {i}")));
     }
     assert_eq!(cos::free_slots(), Some(workers));
     let results = cos::dispatch((0..20).map(|i| cos::job(&DOUBLE, i))).unwrap();
@@ -50,7 +63,7 @@ fn failures_leave_the_slots_usable(workers: usize, settled: bool) {
         if i % 2 == 0 {
             assert_eq!(*r, Ok(i as u32 / 2));
         } else {
-            assert_eq!(*r, Err(Error::Remote(format!("panicked: odd {i}"))));
+            assert!(panicked(r, &format!("odd {i}")), "{r:?}");
         }
     }
     assert_eq!(cos::free_slots(), Some(workers));
@@ -69,17 +82,15 @@ fn failures_leave_the_slots_usable(workers: usize, settled: bool) {
     assert_eq!(cos::remote_task_count(), 0);
 }
 
-#[test]
-fn sim_vm_remote_panic_is_an_error_and_the_slot_is_reused() {
-    cos::set_vm(SimVm::new(registry(), 2, 1).seed(3)).unwrap();
-    failures_leave_the_slots_usable(2, true);
-    cos::finalize();
-}
+machine_test!(remote_panic_is_an_error_and_the_slot_is_reused, [sim, thread], |on| {
+    on.set(registry(), 1, 2);
+    failures_leave_the_slots_usable(2, on.settled());
+});
 
 #[test]
-fn thread_vm_remote_panic_is_an_error_and_the_slot_is_reused() {
-    cos::set_vm(ThreadVm::builder(registry()).hosts(1).slots_per_host(2).build()).unwrap();
-    failures_leave_the_slots_usable(2, false);
+fn sim_vm_remote_panic_is_an_error_with_another_seed() {
+    cos::set_vm(SimVm::new(registry(), 2, 1).seed(3)).unwrap();
+    failures_leave_the_slots_usable(2, true);
     cos::finalize();
 }
 
@@ -89,7 +100,7 @@ fn thread_vm_single_worker_survives_repeated_panics() {
     for i in 0..5 {
         let s = Spawn::new(&BOOM, i).start().unwrap();
         assert_eq!(s.task_id.map(|t| t.worker), Some(1));
-        assert_eq!(cos::join(s.task), Err(boom(i)));
+        assert!(panicked(&cos::join(s.task), &format!("boom {i}")));
         let ok = Spawn::new(&DOUBLE, i).start().unwrap();
         assert_eq!(ok.task_id.map(|t| t.worker), Some(1));
         assert_eq!(cos::join(ok.task), Ok(2 * i));
@@ -120,9 +131,10 @@ fn finalizing_the_machine_ends_its_remote_tasks_and_waiting_spawns_with_an_error
     let waiting = Spawn::new(&DOUBLE, 2).block(false).start().unwrap();
     assert_eq!(waiting.task_id, None, "no free slot: it waits in the queue");
     cos::finalize();
-    let gone = Error::Vm("the machine was finalized before the task ended".into());
-    assert_eq!(cos::join(running.task), Err(gone.clone()));
-    assert_eq!(cos::join(waiting.task), Err(gone));
+    let finalized =
+        |r: Result<u32, Error>| matches!(r, Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Finalized);
+    assert!(finalized(cos::join(running.task)));
+    assert!(finalized(cos::join(waiting.task)));
     assert_eq!(cos::remote_task_count(), 0);
     assert_eq!(cos::task_count(), 1);
 }

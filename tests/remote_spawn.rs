@@ -2,9 +2,12 @@
 //! `extendedReturnValue`), the fallback to local tasks, `setVM`'s rules and slot counts, on the
 //! deterministic `SimVm` and on the worker threads of `ThreadVm`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex};
 
+use common::remote_failure;
 use cos::{Error, HostId, Registry, RemoteFn, SimEvent, SimVm, Spawn, ThreadVm};
 
 static DOUBLE: RemoteFn<u32, u32> = RemoteFn::new("double", |x| 2 * x);
@@ -410,7 +413,8 @@ fn sim_unknown_function_fails_at_join_and_the_worker_lives_on() {
     cos::set_vm(sim(1, 1)).unwrap();
     let s = Spawn::new(&UNREGISTERED, 1).start().unwrap();
     assert!(s.task_id.is_some(), "the machine cannot know the name is unknown before it runs");
-    assert_eq!(cos::join(s.task), Err(Error::UnknownFunction("unregistered".into())));
+    let r = cos::join(s.task);
+    assert_eq!(remote_failure(&r), Some((cos::RemoteErrorKind::UnknownFunction, "unregistered")), "{r:?}");
     assert_eq!(cos::free_slots(), Some(1));
     let t = Spawn::new(&DOUBLE, 5).start().unwrap();
     assert!(t.task_id.is_some());
@@ -423,7 +427,8 @@ fn thread_vm_unknown_function_fails_at_join_and_the_worker_lives_on() {
     cos::set_vm(thread_vm(1, 1)).unwrap();
     let s = Spawn::new(&UNREGISTERED, 1).start().unwrap();
     assert_eq!(s.task_id.map(|t| t.worker), Some(1));
-    assert_eq!(cos::join(s.task), Err(Error::UnknownFunction("unregistered".into())));
+    let r = cos::join(s.task);
+    assert_eq!(remote_failure(&r), Some((cos::RemoteErrorKind::UnknownFunction, "unregistered")), "{r:?}");
     assert_eq!(cos::free_slots(), Some(1));
     // The same (single) worker takes the next job.
     let t = Spawn::new(&WHERE, ()).start().unwrap();

@@ -47,7 +47,7 @@ static UNREGISTERED: RemoteFn<(), ()> = RemoteFn::new("unregistered", |()| ());
 /// A job: the error of a spawner call of an unregistered function.
 static ASK_UNKNOWN: RemoteFn<(), String> =
     RemoteFn::new("ask_unknown", |()| match cos::spawner_call(&UNREGISTERED, (), false) {
-        Err(Error::UnknownFunction(name)) => name,
+        Err(Error::Remote(e)) if e.kind == cos::RemoteErrorKind::UnknownFunction => e.message,
         other => format!("unexpected {other:?}"),
     });
 

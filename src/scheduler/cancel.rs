@@ -83,7 +83,7 @@ impl Scheduler {
     /// Wakes the tasks whose deadline passed: a blocked join returns [`Error::Timeout`]; a
     /// remote task is cancelled with it.
     pub(crate) fn expire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now();
         while let Some(&(at, tid)) = self.timers.first() {
             if at > now {
                 break;

@@ -150,7 +150,7 @@ impl Scheduler {
             let Some(tid) = self.ready.pop_front() else {
                 if let Some(&(at, _)) = self.timers.first() {
                     // Nothing can run and no machine message can come: only time passes.
-                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                    std::thread::sleep(at.saturating_duration_since(self.now()));
                     continue;
                 }
                 return Next::Main(self.deadlock());

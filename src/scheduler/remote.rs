@@ -1,37 +1,45 @@
-//! The loop's polling point: messages from the virtual machine.
+//! The loop's polling point: the machine's events, and its clock.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::scheduler::Scheduler;
 use crate::task::table::Body;
-use crate::vm::{Message, TaskId};
+use crate::task::Tid;
+use crate::vm::{machine, Event, LostWorker, MachineErrorKind, TaskId, Wait};
 
 impl Scheduler {
-    /// Drains the machine's messages: without blocking while local tasks are ready, blocking in
-    /// the machine while only remote work is outstanding.
+    /// The clock the scheduler's deadlines follow: the machine's ([`crate::VirtualMachine::now`];
+    /// virtual on a `SimVm`), the real one without a machine.
+    pub(crate) fn now(&self) -> Instant {
+        self.vm.as_ref().map_or_else(Instant::now, |vm| vm.now())
+    }
+
+    /// Takes the machine's events: polling while local tasks are ready, waiting in the machine
+    /// while only remote work is outstanding (at most until the earliest deadline), and, with
+    /// nothing outstanding but a deadline, letting the machine wait until it (its clock may be
+    /// virtual).
     pub(crate) fn poll_vm(&mut self) {
         loop {
             let Some(vm) = self.vm.as_mut() else { return };
-            // Messages come only from running remote tasks.
-            if self.remote.is_empty() {
+            let wait = match (self.ready.is_empty(), self.timers.first()) {
+                (false, _) => Wait::Poll,
+                (true, Some(&(at, _))) => Wait::Until(at),
+                (true, None) => Wait::Forever,
+            };
+            // Events come only from running remote tasks; without any, only a deadline is
+            // worth waiting for.
+            if self.remote.is_empty() && !matches!(wait, Wait::Until(_)) {
                 return;
             }
-            let block = self.ready.is_empty();
-            // A blocking wait lasts at most until the earliest deadline.
-            let timeout = match (block, self.timers.first()) {
-                (false, _) => Some(Duration::ZERO),
-                (true, None) => None,
-                (true, Some(&(at, _))) => Some(at.saturating_duration_since(std::time::Instant::now())),
-            };
-            match vm.receive_message(timeout) {
-                Ok(Some((from, msg))) => self.on_message(from, msg),
+            match vm.receive(wait) {
+                Ok(Some(event)) => self.on_event(event),
                 Ok(None) => return,
                 Err(e) => {
                     log::error!(target: "cos", "virtual machine failed: {e}; its tasks end");
                     let lost: Vec<TaskId> = self.remote.keys().copied().collect();
                     for id in lost {
-                        self.remote_ended(id, Some(Err(e.clone())));
+                        self.remote_ended(id, Err(e.clone()));
                     }
                     return;
                 }
@@ -39,36 +47,38 @@ impl Scheduler {
         }
     }
 
-    fn on_message(&mut self, from: TaskId, msg: Message) {
-        match msg {
-            Message::TaskResult(result) => {
-                let Some(&tid) = self.remote.get(&from) else { return };
-                if let Some(Body::Remote(r)) = self.tasks.get_mut(&tid).map(|e| &mut e.body) {
-                    log::debug!(target: "cos", "result of remote task {tid} ({from}) received");
-                    r.result = Some(match result {
-                        Ok(bytes) => (r.decode)(&bytes),
-                        Err(f) => Err(Error::from(f)),
-                    });
+    fn on_event(&mut self, event: Event) {
+        let task = event.task();
+        let outcome = match event {
+            Event::Finished { result: Ok(bytes), .. } => {
+                let Some(&tid) = self.remote.get(&task) else { return };
+                match self.tasks.get(&tid).map(|e| &e.body) {
+                    Some(Body::Remote(r)) => (r.decode)(&bytes),
+                    _ => return,
                 }
             }
-            Message::TaskExit => self.remote_ended(from, None),
-            Message::WorkerLost(why) => self.remote_ended(from, Some(Err(Error::WorkerLost(why)))),
-            Message::HostAdd(h) => log::debug!(target: "cos", "hosts added: {h:?}"),
-            Message::HostDelete(h) => log::debug!(target: "cos", "host deleted: {h}"),
-            Message::User(b) => {
-                log::debug!(target: "cos", "user message of {} bytes from {from} dropped", b.len())
+            Event::Finished { result: Err(failure), .. } => {
+                let host = self.vm.as_ref().and_then(|vm| vm.host_id(Some(task)));
+                Err(Error::Remote(failure.at(Some(task), host)))
             }
-            Message::SpawnerCall { .. } | Message::SpawnerReply(_) => {
-                log::debug!(target: "cos", "spawner-call message from {from} left unanswered by the machine")
+            Event::Lost { cause, .. } => {
+                let host = self.vm.as_ref().and_then(|vm| vm.host_id(Some(task)));
+                Err(Error::WorkerLost(LostWorker { task: Some(task), host, cause }))
             }
-        }
+            #[allow(unreachable_patterns)]
+            other => {
+                log::debug!(target: "cos", "machine event {other:?} not handled");
+                return;
+            }
+        };
+        self.remote_ended(task, outcome);
     }
 
     /// The machine was finalized: its remote tasks and the spawns waiting for its slots can
     /// never end otherwise, so they end with an error now.
     pub(crate) fn machine_gone(&mut self) {
-        let error = Error::Vm("the machine was finalized before the task ended".into());
-        let mut lost: Vec<(TaskId, crate::task::Tid)> = self.remote.drain().collect();
+        let error = machine(MachineErrorKind::Finalized, "the machine was finalized before the task ended");
+        let mut lost: Vec<(TaskId, Tid)> = self.remote.drain().collect();
         lost.sort_by_key(|(_, tid)| *tid);
         for (_, tid) in lost {
             self.finish(tid, Err(error.clone()));
@@ -77,17 +87,11 @@ impl Scheduler {
     }
 
     /// A remote task ended: finish it like a local one, then serve one waiting spawn.
-    fn remote_ended(&mut self, id: TaskId, forced: Option<crate::task::Outcome>) {
+    fn remote_ended(&mut self, id: TaskId, outcome: crate::task::Outcome) {
         let Some(tid) = self.remote.remove(&id) else { return };
-        let stored = match self.tasks.get_mut(&tid).map(|e| &mut e.body) {
-            Some(Body::Remote(r)) => r.result.take(),
-            _ => None,
-        };
-        let outcome = match (forced, stored) {
-            (Some(f), None) => f,
-            (_, Some(s)) => s,
-            (None, None) => Err(Error::WorkerLost(format!("task {id} exited without a result"))),
-        };
+        if let Some(at) = self.tasks.get_mut(&tid).and_then(|e| e.deadline.take()) {
+            self.timers.remove(&(at, tid));
+        }
         log::debug!(target: "cos", "remote task {tid} ({id}) finished");
         self.finish(tid, outcome);
         self.serve_queued();

@@ -56,7 +56,7 @@ impl Scheduler {
         match started {
             Ok((task_id, host)) => {
                 let tid = spawn.reserved.unwrap_or_else(|| self.new_tid());
-                let remote = Remote { decode: spawn.decode, result: None };
+                let remote = Remote { decode: spawn.decode };
                 match self.tasks.get_mut(&tid) {
                     Some(e) => e.body = Body::Remote(remote),
                     None => {
@@ -66,7 +66,7 @@ impl Scheduler {
                 }
                 self.remote.insert(task_id, tid);
                 if let Some(limit) = spawn.limit {
-                    self.set_deadline(tid, std::time::Instant::now() + limit);
+                    self.set_deadline(tid, self.now() + limit);
                 }
                 log::debug!(target: "cos", "task {spawner} spawned remote task {tid} as {task_id} on {host:?}");
                 if spawn.reserved.is_none() {
@@ -125,7 +125,7 @@ impl Scheduler {
             }
         } else if spawn.reserved.is_none() {
             let tid = self.new_tid();
-            let remote = Remote { decode: spawn.decode, result: None };
+            let remote = Remote { decode: spawn.decode };
             self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
             self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
             spawn.reserved = Some(tid);

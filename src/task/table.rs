@@ -30,8 +30,6 @@ pub(crate) enum State {
 pub(crate) struct Remote {
     /// Turns its result bytes into its value.
     pub decode: fn(&[u8]) -> Outcome,
-    /// Its result, once the result message came (the exit message finishes it).
-    pub result: Option<Outcome>,
 }
 
 /// What runs a task.

@@ -1,4 +1,4 @@
-//! Ids and messages that cross between the spawner and its workers.
+//! Ids and calls that cross between the spawner and its workers, and their encoding.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -90,70 +90,6 @@ impl RemoteCall {
     pub fn new<A: Serialize>(function: &str, args: &A) -> Result<Self, Error> {
         Ok(RemoteCall { function: Cow::Owned(function.to_string()), args: encode(args)? })
     }
-}
-
-/// Why a remote task failed, as it crosses back to the spawner.
-///
-/// ```
-/// let e: cos::Error = cos::RemoteFailure::UnknownFunction("f".into()).into();
-/// assert_eq!(e, cos::Error::UnknownFunction("f".into()));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RemoteFailure {
-    /// The worker's registry has no function of that name.
-    UnknownFunction(String),
-    /// The arguments did not decode as the function's argument type.
-    BadArguments(String),
-    /// The function panicked.
-    Panicked(String),
-    /// The function overflowed its stack (the worker ran it as a local task and lives on).
-    StackOverflow,
-}
-
-impl From<RemoteFailure> for Error {
-    fn from(f: RemoteFailure) -> Self {
-        match f {
-            RemoteFailure::UnknownFunction(n) => Error::UnknownFunction(n),
-            RemoteFailure::BadArguments(e) => Error::Decode(e),
-            RemoteFailure::Panicked(m) => Error::Remote(format!("panicked: {m}")),
-            RemoteFailure::StackOverflow => Error::Remote("stack overflow".into()),
-        }
-    }
-}
-
-/// A message between tasks of a virtual machine (PyOPUS's `MsgTaskResult`, `MsgTaskExit`,
-/// `MsgHostAdd`, `MsgHostDelete`, plus user messages).
-///
-/// ```
-/// let m = cos::Message::TaskResult(Ok(vec![1, 2]));
-/// assert!(matches!(m, cos::Message::TaskResult(Ok(_))));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
-    /// A task's result: its postcard-encoded value, or why it failed.
-    TaskResult(Result<Vec<u8>, RemoteFailure>),
-    /// A task ended (always after its result, if any).
-    TaskExit,
-    /// Hosts joined the machine.
-    HostAdd(Vec<HostId>),
-    /// A host left the machine.
-    HostDelete(HostId),
-    /// The worker running the task was lost before it finished (the spawner's machine makes
-    /// this message itself; it ends the task like [`Message::TaskExit`]).
-    WorkerLost(String),
-    /// Bytes for the user.
-    User(Vec<u8>),
-    /// From a worker: run `call` in the spawner (PyOPUS's `spawnerCall`); `reply` asks for a
-    /// [`Message::SpawnerReply`]. The spawner's machine answers it itself, inside
-    /// [`crate::VirtualMachine::receive_message`]; the scheduler never sees it.
-    SpawnerCall {
-        /// The registered function and its arguments.
-        call: RemoteCall,
-        /// Whether the worker waits for the value.
-        reply: bool,
-    },
-    /// To a worker: the value of its [`Message::SpawnerCall`].
-    SpawnerReply(Result<Vec<u8>, RemoteFailure>),
 }
 
 /// Postcard-encodes a value.

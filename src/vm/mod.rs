@@ -1,6 +1,13 @@
-//! Task outsourcing: the virtual machine interface, messages, remote functions and machines.
+//! Task outsourcing: the virtual machine interface, remote functions and the machines.
+//!
+//! - [`slots`]: the slot core (hosts, slots, which slot runs which task, free counts);
+//! - [`worker`]: the worker side's serving loop, the same on every machine;
+//! - [`channel`]: worker threads of this process and their channels (thread and simulated
+//!   machines);
+//! - `thread`, `sim`, `process/`, `mpi`: the machines.
 
-mod layout;
+pub(crate) mod channel;
+mod failure;
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -8,30 +15,95 @@ pub(crate) mod process;
 pub(crate) mod registry;
 mod select;
 mod sim;
+pub(crate) mod slots;
 mod thread;
 mod wait;
 pub(crate) mod worker;
 
-use std::time::Duration;
+use std::time::Instant;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiVm;
 use crate::error::Error;
-pub use message::{HostId, Message, RemoteCall, RemoteFailure, TaskId};
+pub(crate) use failure::{io_error, machine};
+pub use failure::{
+    LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,
+};
+pub use message::{HostId, RemoteCall, TaskId};
 pub use process::{ProcessVm, ProcessVmBuilder};
 pub use registry::{Registry, RemoteFn};
 pub use select::{start, Machine};
 pub use sim::{SimEvent, SimTrace, SimVm};
 pub use thread::{ThreadVm, ThreadVmBuilder};
 
+/// How long [`VirtualMachine::receive`] may wait for an event.
+///
+/// ```
+/// let w = cos::Wait::Until(std::time::Instant::now());
+/// assert!(matches!(w, cos::Wait::Until(_)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Do not wait: only what has arrived already.
+    Poll,
+    /// Wait at most until this instant (of the machine's clock, [`VirtualMachine::now`]).
+    Until(Instant),
+    /// Wait until an event comes.
+    Forever,
+}
+
+/// What a machine tells the scheduler about one of its remote tasks. Each remote task gives
+/// exactly one event that ends it, and its slot is free from that event on.
+///
+/// ```
+/// let t = cos::TaskId { worker: 1, number: 1 };
+/// let e = cos::Event::Finished { task: t, result: Ok(vec![42]) };
+/// assert_eq!(e.task(), t);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The task finished on its worker: its postcard-encoded value, or why it failed there.
+    Finished {
+        /// The task.
+        task: TaskId,
+        /// Its value's bytes, or its failure.
+        result: Result<Vec<u8>, RemoteFailure>,
+    },
+    /// The worker running the task was lost before the task finished (it crashed, exited, was
+    /// killed, or its connection broke).
+    Lost {
+        /// The task.
+        task: TaskId,
+        /// What happened to the worker.
+        cause: LostCause,
+    },
+}
+
+impl Event {
+    /// The task the event is about.
+    ///
+    /// ```
+    /// let t = cos::TaskId { worker: 2, number: 7 };
+    /// assert_eq!(cos::Event::Lost { task: t, cause: cos::LostCause::Signal(9) }.task(), t);
+    /// ```
+    pub fn task(&self) -> TaskId {
+        match self {
+            Event::Finished { task, .. } | Event::Lost { task, .. } => *task,
+        }
+    }
+}
+
 /// A set of workers that run registered functions for the spawner (PyOPUS's `VirtualMachine`).
 ///
-/// The scheduler spawns remote tasks through it and polls it for their messages: without
-/// blocking while local tasks are ready, blocking (inside the machine, never spinning) when only
-/// remote work is outstanding.
+/// The scheduler spawns remote tasks through it and asks it for their events: polling while
+/// local tasks are ready, waiting (inside the machine, never spinning) when only remote work
+/// is outstanding, until the earliest deadline of the scheduler's timers, which read the
+/// machine's clock ([`now`](Self::now)).
 ///
 /// Slot accounting follows PyOPUS's MPI machine: [`slots`](Self::slots) counts every slot,
-/// the spawner's own included, and the spawner's slot is never free.
+/// the spawner's own included, and the spawner's slot is never free. A task's slot is taken
+/// from its spawn and free again from the event that ends it.
 ///
 /// ```
 /// use cos::VirtualMachine;
@@ -48,37 +120,33 @@ pub trait VirtualMachine {
     fn hosts(&self) -> Vec<HostId>;
     /// Hosts with at least one free slot, sorted.
     fn hosts_with_free_slots(&self) -> Vec<HostId>;
-    /// This process's own task id (the spawner's, or a worker's).
-    fn task_id(&self) -> TaskId;
-    /// The host a task runs on (`None`: this process's own host).
+    /// The host a task runs on (`None`: the spawner's own host).
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId>;
-    /// The spawner's task id when this process is a worker; `None` in the spawner.
-    fn parent_task_id(&self) -> Option<TaskId>;
     /// Starts `call` on a free slot, on one of `targets` when given.
     ///
     /// # Errors
     /// [`Error::NoFreeSlot`] when no slot (on the targets) is free; [`Error::Vm`] when the
     /// machine cannot start the task.
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error>;
-    /// The next message: `timeout` `None` blocks, `Some(Duration::ZERO)` polls, anything else
-    /// waits at most that long. `Ok(None)` means no message came in time.
+    /// The next event of a running task, waiting as `wait` says; `Ok(None)` when none came in
+    /// time.
     ///
     /// # Errors
     /// [`Error::Vm`] when the machine is broken beyond one task.
-    fn receive_message(&mut self, timeout: Option<Duration>) -> Result<Option<(TaskId, Message)>, Error>;
-    /// Sends a message to a task.
-    ///
-    /// # Errors
-    /// [`Error::Vm`] when the destination is unknown or gone.
-    fn send_message(&mut self, dest: TaskId, message: Message) -> Result<(), Error>;
+    fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error>;
     /// Stops every worker and frees the machine's resources. Called once, at the end.
     fn finalize(&mut self);
-    /// Stops a running task and frees its slot; no message of that task comes afterwards.
+    /// Stops a running task and frees its slot; no event of that task comes afterwards.
     /// Machines that cannot stop a task refuse (the default).
     ///
     /// # Errors
     /// [`Error::Vm`] when the machine cannot cancel tasks or does not know the task.
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
-        Err(Error::Vm(format!("this machine cannot cancel task {task}")))
+        Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot cancel task {task}")))
+    }
+    /// The machine's clock, which the scheduler's deadlines (timed joins, time limits) follow:
+    /// the real one by default, a virtual one on [`SimVm`].
+    fn now(&self) -> Instant {
+        Instant::now()
     }
 }

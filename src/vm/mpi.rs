@@ -9,9 +9,15 @@
 //!
 //! Protocol (postcard payloads, byte messages on `MPI_COMM_WORLD`): a worker greets the spawner
 //! with its processor name; the spawner sends a job `(TaskId, RemoteCall)` to an idle worker,
-//! which answers with one [`Message::TaskResult`]; a quit message ends the worker.
+//! which serves it with the serving loop every machine's workers use and answers with one
+//! [`Up`]; a quit message ends the worker.
+//!
+//! A rank cannot be replaced, so a rank whose job overflowed its stack (or broke its worker
+//! with a panic outside the function) goes out of service for the rest of the run: it reports
+//! the job's end, then only waits for the quit message, and the spawner sends it no more jobs
+//! (its slot no longer counts as free). Whatever the job's abandoned frames held stays held in
+//! that process, where nothing runs any more.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,10 +27,16 @@ use ::mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::{Rank, Tag, Threading};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 use crate::vm::message::{decode, encode};
-use crate::vm::worker::run_guarded;
-use crate::vm::{HostId, Message, Registry, RemoteCall, RemoteFailure, TaskId, VirtualMachine};
+use crate::vm::slots::Slots;
+use crate::vm::worker::{serve, End, Report, WorkerLink};
+use crate::vm::{
+    machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind,
+    RemoteFailure, TaskId, VirtualMachine, Wait,
+};
 
 /// Worker to spawner: the worker's processor name (UTF-8).
 const TAG_HELLO: Tag = 11;
@@ -32,8 +44,17 @@ const TAG_HELLO: Tag = 11;
 const TAG_JOB: Tag = 12;
 /// Spawner to worker: leave the loop, finalize MPI and exit.
 const TAG_QUIT: Tag = 13;
-/// Worker to spawner: the [`Message`] answering the worker's job.
+/// Worker to spawner: the [`Up`] answering the worker's job.
 const TAG_RESULT: Tag = 14;
+
+/// A worker rank's answer to its job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Up {
+    /// The job finished; with `retire`, the rank takes no more jobs.
+    Finished { task: TaskId, result: Result<Vec<u8>, RemoteFailure>, retire: bool },
+    /// The rank's worker broke while it ran the job; it takes no more jobs.
+    Lost { task: TaskId, why: String },
+}
 
 /// The first sleep between two unsuccessful polls.
 const FIRST_WAIT: Duration = Duration::from_micros(20);
@@ -128,13 +149,8 @@ fn receive<S: Source>(source: &S, deadline: Option<Instant>) -> Option<(Vec<u8>,
 pub struct MpiVm {
     /// `None` once finalized.
     universe: Option<Universe>,
-    /// Every rank's processor name, rank 0's included.
-    names: Vec<HostId>,
-    /// The task each worker rank runs, if any (index: rank; rank 0 stays `None`).
-    running: Vec<Option<TaskId>>,
-    next_number: u64,
-    /// The exit message that follows the result just delivered.
-    exit_next: Option<TaskId>,
+    /// Rank `s + 1` is slot `s`; hosts are the ranks' processor names.
+    slots: Slots,
 }
 
 impl MpiVm {
@@ -155,11 +171,11 @@ impl MpiVm {
     /// ```
     pub fn init(registry: Registry) -> Result<MpiVm, Error> {
         let (universe, _) = ::mpi::initialize_with_threading(Threading::Funneled)
-            .ok_or_else(|| Error::Vm("MPI is initialized already".into()))?;
+            .ok_or_else(|| machine(MachineErrorKind::Refused, "MPI is initialized already"))?;
         let world = universe.world();
         precise_sleeps();
         let name = ::mpi::environment::processor_name()
-            .map_err(|e| Error::Vm(format!("processor name is not UTF-8: {e}")))?;
+            .map_err(|e| machine(MachineErrorKind::Protocol, format!("processor name is not UTF-8: {e}")))?;
         if world.rank() != 0 {
             worker_loop(universe, &registry, &name);
         }
@@ -171,8 +187,12 @@ impl MpiVm {
             let Some((bytes, rank, tag)) = receive(&world.any_process(), None) else { continue };
             match (tag, names.get_mut(rank as usize)) {
                 (TAG_HELLO, Some(slot @ None)) => {
-                    let name = String::from_utf8(bytes)
-                        .map_err(|e| Error::Vm(format!("processor name of rank {rank} is not UTF-8: {e}")))?;
+                    let name = String::from_utf8(bytes).map_err(|e| {
+                        machine(
+                            MachineErrorKind::Protocol,
+                            format!("processor name of rank {rank} is not UTF-8: {e}"),
+                        )
+                    })?;
                     *slot = Some(HostId::new(name));
                     missing -= 1;
                 }
@@ -181,79 +201,116 @@ impl MpiVm {
         }
         let names: Vec<HostId> = names.into_iter().flatten().collect();
         log::debug!(target: "cos", "MPI machine: {size} ranks on hosts {names:?}");
-        Ok(MpiVm {
-            universe: Some(universe),
-            names,
-            running: vec![None; size],
-            next_number: 0,
-            exit_next: None,
-        })
+        Ok(MpiVm { universe: Some(universe), slots: Slots::named(&names[1..], names[0].clone()) })
     }
 
     fn world(&self) -> Result<SimpleCommunicator, Error> {
-        self.universe.as_ref().map(Universe::world).ok_or_else(|| Error::Vm("MPI machine finalized".into()))
+        self.universe
+            .as_ref()
+            .map(Universe::world)
+            .ok_or_else(|| machine(MachineErrorKind::Finalized, "MPI machine finalized"))
     }
 
-    fn idle_ranks(&self) -> impl Iterator<Item = usize> + '_ {
-        (1..self.running.len()).filter(|&r| self.running[r].is_none())
-    }
-
-    /// A result frame from `rank`: the message for the task that runs there.
-    fn on_result(&mut self, rank: Rank, bytes: &[u8]) -> Option<(TaskId, Message)> {
-        let Some(task) = self.running.get_mut(rank as usize).and_then(Option::take) else {
+    /// A result frame from `rank`: the event of the task that runs there.
+    fn on_result(&mut self, rank: Rank, bytes: &[u8]) -> Option<Event> {
+        let slot = (rank as usize).checked_sub(1)?;
+        let Some(task) = self.slots.task(slot) else {
             log::warn!(target: "cos", "result from rank {rank}, which runs no task; dropped");
             return None;
         };
-        let msg = decode::<Message>(bytes).unwrap_or_else(|e| {
-            Message::TaskResult(Err(RemoteFailure::BadArguments(format!(
-                "malformed result from rank {rank}: {e}"
-            ))))
-        });
-        self.exit_next = Some(task);
-        Some((task, msg))
+        self.slots.end(task);
+        match decode::<Up>(bytes) {
+            Ok(Up::Finished { result, retire, .. }) => {
+                if retire {
+                    log::warn!(target: "cos", "rank {rank} is out of service after task {task}");
+                    self.slots.retire(slot);
+                }
+                Some(Event::Finished { task, result })
+            }
+            Ok(Up::Lost { why, .. }) => {
+                log::warn!(target: "cos", "rank {rank} is out of service: {why}");
+                self.slots.retire(slot);
+                Some(Event::Lost { task, cause: LostCause::Panicked(why) })
+            }
+            Err(e) => Some(Event::Finished {
+                task,
+                result: Err(RemoteFailure::new(
+                    RemoteErrorKind::BadResult,
+                    format!("malformed result from rank {rank}: {e}"),
+                )),
+            }),
+        }
     }
 }
 
-/// Greets the spawner, then runs jobs until it says quit; finalizes MPI and exits.
+/// A worker rank's side: jobs from rank 0, answers to it.
+struct MpiLink {
+    world: SimpleCommunicator,
+    rank: Rank,
+}
+
+impl WorkerLink for MpiLink {
+    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+        loop {
+            let Some((bytes, _, tag)) = receive(&self.world.process_at_rank(0), None) else { continue };
+            match tag {
+                TAG_QUIT => return Ok(None),
+                TAG_JOB => match decode::<(TaskId, RemoteCall)>(&bytes) {
+                    Ok((task, call)) => {
+                        log::debug!(target: "cos", "rank {}: task {task} runs {}", self.rank, call.function);
+                        return Ok(Some((task, call)));
+                    }
+                    Err(e) => {
+                        log::error!(target: "cos", "rank {}: malformed job: {e}", self.rank);
+                        // The spawner knows the task by the rank.
+                        let task = TaskId { worker: self.rank as u32, number: 0 };
+                        let failure =
+                            RemoteFailure::new(RemoteErrorKind::BadArguments, format!("malformed job: {e}"));
+                        self.report(Report::Finished { task, result: Err(failure), retire: false })?;
+                    }
+                },
+                other => {
+                    log::warn!(target: "cos", "rank {}: unexpected message (tag {other}) ignored", self.rank)
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, report: Report) -> Result<(), Error> {
+        let up = match report {
+            Report::Finished { task, result, retire } => Up::Finished { task, result, retire },
+            Report::Lost { task, why } => Up::Lost { task, why },
+        };
+        let frame = encode(&up).or_else(|e| {
+            let task = match &up {
+                Up::Finished { task, .. } | Up::Lost { task, .. } => *task,
+            };
+            let failure = RemoteFailure::new(RemoteErrorKind::BadResult, format!("cannot encode: {e}"));
+            encode(&Up::Finished { task, result: Err(failure), retire: false })
+        })?;
+        send(&self.world, 0, &frame, TAG_RESULT);
+        Ok(())
+    }
+}
+
+/// Greets the spawner, then serves jobs until it says quit; finalizes MPI and exits. A rank
+/// that must retire (see the module's documentation) waits for the quit message without
+/// serving.
 fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
     let world = universe.world();
     let rank = world.rank();
     log::debug!(target: "cos", "rank {rank} on {name}: worker started");
-    let registry = std::rc::Rc::new(registry.clone());
     send(&world, 0, name.as_bytes(), TAG_HELLO);
-    let spawner = world.process_at_rank(0);
-    loop {
-        let Some((bytes, _, tag)) = receive(&spawner, None) else { continue };
-        match tag {
-            TAG_QUIT => break,
-            TAG_JOB => {
-                let reply = match decode::<(TaskId, RemoteCall)>(&bytes) {
-                    Ok((task, call)) => {
-                        log::debug!(target: "cos", "rank {rank}: task {task} runs {}", call.function);
-                        // As a local task: a stack overflow in the call ends only the call, and
-                        // a panic past the registry becomes this task's failure; the rank lives on.
-                        let result = run_guarded(&registry, call).unwrap_or_else(|e| match e {
-                            Error::Panicked { message, .. } => Err(RemoteFailure::Panicked(message)),
-                            other => Err(RemoteFailure::Panicked(other.to_string())),
-                        });
-                        if let Err(f) = &result {
-                            log::debug!(target: "cos", "rank {rank}: task {task} failed: {f:?}");
-                        }
-                        Message::TaskResult(result)
-                    }
-                    Err(e) => {
-                        log::error!(target: "cos", "rank {rank}: malformed job: {e}");
-                        Message::TaskResult(Err(RemoteFailure::BadArguments(format!("malformed job: {e}"))))
-                    }
-                };
-                let frame = encode(&reply).unwrap_or_else(|e| {
-                    let failed =
-                        Message::TaskResult(Err(RemoteFailure::Panicked(format!("cannot encode: {e}"))));
-                    encode(&failed).unwrap_or_default()
-                });
-                send(&world, 0, &frame, TAG_RESULT);
+    match serve(registry, MpiLink { world: universe.world(), rank }) {
+        End::HungUp => {}
+        end => {
+            log::warn!(target: "cos", "rank {rank}: out of service ({end:?}); waiting for the end of the run");
+            let spawner = world.process_at_rank(0);
+            loop {
+                if let Some((_, _, TAG_QUIT)) = receive(&spawner, None) {
+                    break;
+                }
             }
-            other => log::warn!(target: "cos", "rank {rank}: unexpected message (tag {other}) ignored"),
         }
     }
     log::debug!(target: "cos", "rank {rank}: worker quits");
@@ -265,8 +322,8 @@ fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
 impl fmt::Debug for MpiVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MpiVm")
-            .field("ranks", &self.names.len())
-            .field("hosts", &self.names)
+            .field("ranks", &(self.slots.len() + 1))
+            .field("hosts", &self.slots.hosts())
             .field("finalized", &self.universe.is_none())
             .finish()
     }
@@ -274,89 +331,71 @@ impl fmt::Debug for MpiVm {
 
 impl VirtualMachine for MpiVm {
     fn slots(&self) -> usize {
-        self.names.len()
+        self.slots.len() + 1
     }
 
     fn free_slots(&self) -> usize {
         if self.universe.is_none() {
             return 0;
         }
-        self.idle_ranks().count()
+        self.slots.free()
     }
 
     fn hosts(&self) -> Vec<HostId> {
-        self.names.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect()
+        self.slots.hosts()
     }
 
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
         if self.universe.is_none() {
             return Vec::new();
         }
-        self.idle_ranks().map(|r| self.names[r].clone()).collect::<BTreeSet<_>>().into_iter().collect()
-    }
-
-    fn task_id(&self) -> TaskId {
-        TaskId { worker: 0, number: 0 }
+        self.slots.hosts_with_free_slots()
     }
 
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
-        let rank = task.map_or(0, |t| t.worker as usize);
-        self.names.get(rank).cloned()
-    }
-
-    fn parent_task_id(&self) -> Option<TaskId> {
-        None
+        self.slots.host_id(task)
     }
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let world = self.world()?;
-        let rank = self
-            .idle_ranks()
-            .find(|&r| targets.is_none_or(|t| t.contains(&self.names[r])))
-            .ok_or(Error::NoFreeSlot)?;
-        self.next_number += 1;
-        let task = TaskId { worker: rank as u32, number: self.next_number };
+        let (slot, task) = self.slots.pick(targets)?;
         let frame = encode(&(task, call))?;
-        send(&world, rank as Rank, &frame, TAG_JOB);
-        self.running[rank] = Some(task);
-        log::debug!(target: "cos", "task {task} sent to rank {rank} on {}", self.names[rank]);
+        send(&world, task.worker as Rank, &frame, TAG_JOB);
+        self.slots.start(slot, task);
+        log::debug!(target: "cos", "task {task} sent to rank {} on {}", task.worker, self.slots.host_of_slot(slot));
         Ok(task)
     }
 
-    fn receive_message(&mut self, timeout: Option<Duration>) -> Result<Option<(TaskId, Message)>, Error> {
-        if let Some(task) = self.exit_next.take() {
-            return Ok(Some((task, Message::TaskExit)));
-        }
+    fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
         let world = self.world()?;
-        let deadline = timeout.map(|d| Instant::now() + d);
+        let deadline = match wait {
+            Wait::Poll => Some(Instant::now()),
+            Wait::Until(at) => Some(at),
+            Wait::Forever => None,
+        };
         loop {
             let Some((bytes, rank, tag)) = receive(&world.any_process(), deadline) else { return Ok(None) };
             if tag != TAG_RESULT {
                 log::warn!(target: "cos", "unexpected message (tag {tag}) from rank {rank} ignored");
-            } else if let Some(m) = self.on_result(rank, &bytes) {
-                return Ok(Some(m));
+            } else if let Some(e) = self.on_result(rank, &bytes) {
+                return Ok(Some(e));
             }
         }
-    }
-
-    fn send_message(&mut self, dest: TaskId, _message: Message) -> Result<(), Error> {
-        Err(Error::Vm(format!("MPI workers take no messages (to {dest})")))
     }
 
     /// Waits for the tasks that still run (their results are dropped), tells every worker to
     /// quit and finalizes MPI. MPI cannot be initialized again in this process.
     fn finalize(&mut self) {
         let Ok(world) = self.world() else { return };
-        let running = self.running.iter().flatten().count();
+        let running = self.slots.tasks().count();
         if running > 0 {
             log::debug!(target: "cos", "finalize waits for {running} running tasks");
         }
-        while self.running.iter().any(Option::is_some) {
+        while self.slots.tasks().next().is_some() {
             if let Some((bytes, rank, TAG_RESULT)) = receive(&world.any_process(), None) {
                 let _ = self.on_result(rank, &bytes);
             }
         }
-        self.exit_next = None;
         for rank in 1..world.size() {
             send(&world, rank, &[], TAG_QUIT);
         }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::panic_text;
-use crate::vm::message::{decode, encode, RemoteCall, RemoteFailure};
+use crate::error::{panic_text, Error};
+use crate::vm::message::{decode, encode, RemoteCall};
+use crate::vm::{RemoteErrorKind, RemoteFailure};
 
 /// A function that may run on another worker, known there by its name.
 ///
@@ -79,7 +80,9 @@ type Entry = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, RemoteFailure> + Send + Sync>;
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    map: HashMap<&'static str, Arc<Entry>>,
+    /// Each name's function, with the address of its [`RemoteFn`] (registering the same one
+    /// twice is harmless; another one under a taken name is an error).
+    map: HashMap<&'static str, (usize, Arc<Entry>)>,
 }
 
 impl Registry {
@@ -92,27 +95,66 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds `f` under its name (a later function of the same name replaces it).
+    /// Adds `f` under its name; adding the same function again changes nothing.
+    ///
+    /// # Panics
+    /// When another function is registered under the same name (use [`Registry::register`] to
+    /// get that as an error).
     ///
     /// ```
     /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
-    /// assert_eq!(cos::Registry::new().with(&ID).names(), vec!["id"]);
+    /// assert_eq!(cos::Registry::new().with(&ID).with(&ID).names(), vec!["id"]);
     /// ```
     pub fn with<A, R>(mut self, f: &'static RemoteFn<A, R>) -> Self
     where
         A: DeserializeOwned + 'static,
         R: Serialize + 'static,
     {
+        if let Err(e) = self.register(f) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Adds `f` under its name; adding the same function again changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateFunction`] when another function is registered under that name (the
+    /// registry keeps the first).
+    ///
+    /// ```
+    /// static A: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("f", |x| x);
+    /// static B: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("f", |x| x + 1);
+    /// let mut reg = cos::Registry::new();
+    /// reg.register(&A).unwrap();
+    /// assert_eq!(reg.register(&B).unwrap_err(), cos::Error::DuplicateFunction("f".into()));
+    /// ```
+    pub fn register<A, R>(&mut self, f: &'static RemoteFn<A, R>) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        let address = f as *const RemoteFn<A, R> as usize;
+        if let Some((known, _)) = self.map.get(f.name) {
+            return if *known == address {
+                Ok(self)
+            } else {
+                Err(Error::DuplicateFunction(f.name.to_string()))
+            };
+        }
         let func = f.func;
         let entry: Entry = Box::new(move |bytes: &[u8]| {
-            let args: A = decode(bytes).map_err(|e| RemoteFailure::BadArguments(e.to_string()))?;
+            let args: A = decode(bytes)
+                .map_err(|e| RemoteFailure::new(RemoteErrorKind::BadArguments, e.to_string()))?;
             match panic::catch_unwind(AssertUnwindSafe(|| func(args))) {
-                Ok(r) => encode(&r).map_err(|e| RemoteFailure::Panicked(e.to_string())),
-                Err(p) => Err(RemoteFailure::Panicked(panic_text(&*p))),
+                Ok(r) => {
+                    encode(&r).map_err(|e| RemoteFailure::new(RemoteErrorKind::BadResult, e.to_string()))
+                }
+                Err(p) => Err(RemoteFailure::new(RemoteErrorKind::Panicked, panic_text(&*p))),
             }
         });
-        self.map.insert(f.name, Arc::new(entry));
-        self
+        self.map.insert(f.name, (address, Arc::new(entry)));
+        Ok(self)
     }
 
     /// The registered names, sorted.
@@ -137,12 +179,13 @@ impl Registry {
     /// ```
     /// let reg = cos::Registry::new();
     /// let err = reg.run(&cos::RemoteCall::new("nope", &()).unwrap()).unwrap_err();
-    /// assert_eq!(err, cos::RemoteFailure::UnknownFunction("nope".into()));
+    /// assert_eq!(err.kind, cos::RemoteErrorKind::UnknownFunction);
+    /// assert_eq!(err.message, "nope");
     /// ```
     pub fn run(&self, call: &RemoteCall) -> Result<Vec<u8>, RemoteFailure> {
         match self.map.get(&*call.function) {
-            Some(f) => f(&call.args),
-            None => Err(RemoteFailure::UnknownFunction(call.function.to_string())),
+            Some((_, f)) => f(&call.args),
+            None => Err(RemoteFailure::new(RemoteErrorKind::UnknownFunction, call.function.to_string())),
         }
     }
 }

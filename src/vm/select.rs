@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use crate::error::Error;
 use crate::vm::process::{is_worker_process, worker_main};
+use crate::vm::{machine, MachineErrorKind};
 use crate::vm::{ProcessVm, Registry, ThreadVm};
 
 /// The environment variable that names the machine when the command line does not.
@@ -59,7 +60,10 @@ impl FromStr for Machine {
             "thread" => Ok(Machine::Thread),
             "process" => Ok(Machine::Process),
             "mpi" => Ok(Machine::Mpi),
-            other => Err(Error::Vm(format!("unknown machine {other:?} (thread, process or mpi)"))),
+            other => Err(machine(
+                MachineErrorKind::Config,
+                format!("unknown machine {other:?} (thread, process or mpi)"),
+            )),
         }
     }
 }
@@ -116,7 +120,12 @@ pub fn start(registry: Registry) -> Result<Machine, Error> {
             crate::os::set_vm(crate::vm::MpiVm::init(registry)?)?;
         }
         #[cfg(not(feature = "mpi"))]
-        Machine::Mpi => return Err(Error::Vm("built without the mpi feature".into())),
+        Machine::Mpi => {
+            return Err(crate::vm::machine(
+                MachineErrorKind::Unsupported,
+                "built without the mpi feature (build with `--features mpi`)",
+            ))
+        }
     }
     Ok(machine)
 }
@@ -124,15 +133,18 @@ pub fn start(registry: Registry) -> Result<Machine, Error> {
 /// The machine named by the command line (`--vm name` or `--vm=name`, before any `--`), else
 /// by the environment, else the default.
 fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Result<Machine, Error> {
-    let text =
-        |s: OsString| s.into_string().map_err(|s| Error::Vm(format!("machine name {s:?} is not text")));
+    let text = |s: OsString| {
+        s.into_string()
+            .map_err(|s| machine(MachineErrorKind::Config, format!("machine name {s:?} is not text")))
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "--" {
             break;
         }
         if arg == "--vm" {
-            let name = args.next().ok_or_else(|| Error::Vm("--vm needs a machine name".into()))?;
+            let name =
+                args.next().ok_or_else(|| machine(MachineErrorKind::Config, "--vm needs a machine name"))?;
             return text(name)?.parse();
         }
         if let Some(name) = arg.to_str().and_then(|a| a.strip_prefix("--vm=")) {
@@ -178,8 +190,14 @@ mod tests {
 
     #[test]
     fn bad_names_are_errors() {
-        assert!(matches!(choose(args(&["--vm", "gpu"]), None), Err(Error::Vm(_))));
-        assert!(matches!(choose(args(&["--vm"]), None), Err(Error::Vm(_))));
-        assert!(matches!(choose(args(&[]), Some("cluster".into())), Err(Error::Vm(_))));
+        assert!(
+            matches!(choose(args(&["--vm", "gpu"]), None), Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Config)
+        );
+        assert!(
+            matches!(choose(args(&["--vm"]), None), Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Config)
+        );
+        assert!(
+            matches!(choose(args(&[]), Some("cluster".into())), Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Config)
+        );
     }
 }

@@ -1,13 +1,19 @@
 //! `SimVm`: a deterministic machine for tests, with virtual time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
 
 use crate::error::Error;
-use crate::vm::worker::InlineWorker;
-use crate::vm::{HostId, Message, Registry, RemoteCall, TaskId, VirtualMachine};
+use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
+use crate::vm::message::decode;
+use crate::vm::slots::Slots;
+use crate::vm::{
+    machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
+};
 
 /// One event of a [`SimVm`] run, in virtual time (microseconds).
 ///
@@ -34,7 +40,7 @@ pub enum SimEvent {
         /// The function called.
         function: String,
     },
-    /// A task's result and exit were delivered.
+    /// A task's end was delivered (or it was cancelled).
     Done {
         /// Virtual time.
         at: u64,
@@ -74,10 +80,16 @@ impl SimTrace {
 type Latency = Box<dyn FnMut(&RemoteCall, u64) -> u64 + Send>;
 
 /// A deterministic machine: remote tasks run to completion when spawned (on a helper thread,
-/// one at a time), and their results come back in the order of a virtual clock. Each task takes
-/// a virtual latency drawn from a seeded generator (or given by a script), so the same seed
-/// gives the same order of completions, the same trace and the same program run: asynchronous
-/// algorithms can be unit-tested reproducibly.
+/// one at a time, served by the same worker loop as every machine's workers), and their ends
+/// come back in the order of a virtual clock. Each task takes a virtual latency drawn from a
+/// seeded generator (or given by a script), so the same seed gives the same order of
+/// completions, the same trace and the same program run: asynchronous algorithms can be
+/// unit-tested reproducibly.
+///
+/// The virtual clock is the machine's [`VirtualMachine::now`]: the scheduler's deadlines
+/// ([`crate::join_timeout`], [`crate::Spawn::time_limit`]) follow it, so they are deterministic
+/// too. It advances only when the scheduler waits for the machine (to the next task's end, or
+/// to the deadline it waits until), never by itself.
 ///
 /// ```
 /// static SQ: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("sq", |x| x * x);
@@ -90,21 +102,19 @@ type Latency = Box<dyn FnMut(&RemoteCall, u64) -> u64 + Send>;
 /// cos::finalize();
 /// ```
 pub struct SimVm {
-    worker: InlineWorker,
-    hosts: Vec<HostId>,
-    per_host: usize,
-    /// Busy slots per host index.
-    busy: Vec<usize>,
-    /// Whether each slot (host-major, so slot `s` is worker `s + 1`) runs a task.
-    slot_busy: Vec<bool>,
+    registry: Registry,
+    /// The helper thread that runs the calls, and its report channel.
+    worker: Option<(ThreadWorker, Receiver<Vec<u8>>)>,
+    spawner_calls: SpawnerCalls,
+    slots: Slots,
+    /// The real instant of virtual time 0.
+    epoch: Instant,
+    /// Virtual time, in microseconds.
     now: u64,
     rng: u64,
     latency: Option<Latency>,
-    next_number: u64,
-    /// Completions by (time, task number): the message, the task, its host index.
-    pending: BTreeMap<(u64, u64), (Message, TaskId, usize)>,
-    /// Messages ready for delivery now.
-    outbox: VecDeque<(TaskId, Message)>,
+    /// Ends of running tasks by (virtual time, task number).
+    pending: BTreeMap<(u64, u64), Event>,
     trace: SimTrace,
 }
 
@@ -119,17 +129,15 @@ impl SimVm {
     /// ```
     pub fn new(registry: Registry, hosts: usize, slots_per_host: usize) -> Self {
         SimVm {
-            worker: InlineWorker::new(registry),
-            hosts: (0..hosts).map(|h| HostId::new(format!("host{h}"))).collect(),
-            per_host: slots_per_host,
-            busy: vec![0; hosts],
-            slot_busy: vec![false; hosts * slots_per_host],
+            registry,
+            worker: None,
+            spawner_calls: SpawnerCalls::default(),
+            slots: Slots::grid(hosts, slots_per_host),
+            epoch: Instant::now(),
             now: 0,
             rng: 0x853c_49e6_748f_ea9b,
             latency: None,
-            next_number: 0,
             pending: BTreeMap::new(),
-            outbox: VecDeque::new(),
             trace: SimTrace::default(),
         }
     }
@@ -144,7 +152,8 @@ impl SimVm {
         self
     }
 
-    /// Scripts the latencies: `f(call, task number)` gives each task's virtual duration.
+    /// Scripts the latencies: `f(call, task number)` gives each task's virtual duration in
+    /// microseconds.
     ///
     /// ```
     /// // Later tasks finish first.
@@ -166,6 +175,16 @@ impl SimVm {
         self.trace.clone()
     }
 
+    /// Virtual time, in microseconds since the machine was made.
+    ///
+    /// ```
+    /// let vm = cos::SimVm::new(cos::Registry::new(), 1, 1);
+    /// assert_eq!(vm.virtual_micros(), 0);
+    /// ```
+    pub fn virtual_micros(&self) -> u64 {
+        self.now
+    }
+
     fn next_latency(&mut self, call: &RemoteCall, n: u64) -> u64 {
         if let Some(f) = self.latency.as_mut() {
             return f(call, n).max(1);
@@ -178,117 +197,152 @@ impl SimVm {
         1 + (z ^ (z >> 31)) % 1000
     }
 
-    fn deliver_until(&mut self, limit: u64) -> bool {
-        let Some((&(at, n), _)) = self.pending.iter().next() else { return false };
-        if at > limit {
-            return false;
+    /// The virtual time of a real instant, rounded up (so the clock reaches the instant).
+    fn micros_at(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(1000)).unwrap_or(u64::MAX)
+    }
+
+    /// Runs `call` as `task` on the helper thread, answering its spawner calls, and returns how
+    /// it ended.
+    fn run(&mut self, task: TaskId, call: &RemoteCall) -> Result<Event, Error> {
+        if self.worker.is_none() {
+            let (up, rx) = unbounded();
+            let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &up, true)?;
+            self.worker = Some((w, rx));
         }
-        let (msg, task, host) = self.pending.remove(&(at, n)).expect("pending event");
+        self.worker.as_ref().expect("started").0.send(task, call)?;
+        loop {
+            let frame = self.worker.as_ref().expect("started").1.recv();
+            let frame =
+                frame.map_err(|_| machine(MachineErrorKind::Protocol, "the simulation thread is gone"));
+            match frame.and_then(|f| decode::<Up>(&f)) {
+                Ok(Up::SpawnerCall { call, reply, .. }) => {
+                    let result = self.spawner_calls.run(&self.registry, &call);
+                    if reply {
+                        self.worker.as_ref().expect("started").0.reply(result);
+                    }
+                }
+                Ok(Up::Finished { result, retire, .. }) => {
+                    if retire {
+                        // The thread ends: what the job's abandoned frames held stays with it.
+                        self.stop_worker();
+                    }
+                    return Ok(Event::Finished { task, result });
+                }
+                Ok(Up::Lost { why, .. }) => {
+                    self.stop_worker();
+                    return Ok(Event::Lost { task, cause: LostCause::Panicked(why) });
+                }
+                Err(e) => {
+                    self.stop_worker();
+                    return Ok(Event::Lost { task, cause: LostCause::Connection(e.to_string()) });
+                }
+            }
+        }
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some((w, _)) = self.worker.take() {
+            w.join();
+        }
+    }
+
+    /// Delivers the earliest end due by virtual time `limit`, advancing the clock to it.
+    fn deliver_until(&mut self, limit: u64) -> Option<Event> {
+        let (&(at, n), _) = self.pending.iter().next()?;
+        if at > limit {
+            return None;
+        }
+        let event = self.pending.remove(&(at, n)).expect("pending event");
         self.now = self.now.max(at);
-        self.busy[host] -= 1;
-        self.slot_busy[task.worker as usize - 1] = false;
-        self.trace.push(SimEvent::Done { at, task });
-        self.outbox.push_back((task, msg));
-        self.outbox.push_back((task, Message::TaskExit));
-        true
+        self.slots.end(event.task());
+        self.trace.push(SimEvent::Done { at, task: event.task() });
+        Some(event)
     }
 }
 
 impl fmt::Debug for SimVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimVm").field("hosts", &self.hosts).field("now", &self.now).finish()
+        f.debug_struct("SimVm").field("hosts", &self.slots.hosts()).field("now", &self.now).finish()
     }
 }
 
 impl VirtualMachine for SimVm {
     fn slots(&self) -> usize {
-        self.hosts.len() * self.per_host + 1
+        self.slots.len() + 1
     }
 
     fn free_slots(&self) -> usize {
-        self.busy.iter().map(|b| self.per_host - b).sum()
+        self.slots.free()
     }
 
     fn hosts(&self) -> Vec<HostId> {
-        self.hosts.clone()
+        self.slots.hosts()
     }
 
     fn hosts_with_free_slots(&self) -> Vec<HostId> {
-        self.hosts
-            .iter()
-            .zip(&self.busy)
-            .filter(|(_, b)| **b < self.per_host)
-            .map(|(h, _)| h.clone())
-            .collect()
-    }
-
-    fn task_id(&self) -> TaskId {
-        TaskId { worker: 0, number: 0 }
+        self.slots.hosts_with_free_slots()
     }
 
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
-        match task {
-            None => Some(HostId::new("spawner")),
-            Some(t) if t.worker == 0 => Some(HostId::new("spawner")),
-            Some(t) => self.hosts.get((t.worker as usize - 1) / self.per_host.max(1)).cloned(),
-        }
-    }
-
-    fn parent_task_id(&self) -> Option<TaskId> {
-        None
+        self.slots.host_id(task)
     }
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
-        let host = (0..self.hosts.len())
-            .find(|&h| self.busy[h] < self.per_host && targets.is_none_or(|t| t.contains(&self.hosts[h])))
-            .ok_or(Error::NoFreeSlot)?;
-        self.busy[host] += 1;
-        self.next_number += 1;
-        let n = self.next_number;
-        // A free slot of that host: tasks running at once never share a worker id.
-        let slot = (host * self.per_host..(host + 1) * self.per_host)
-            .find(|&s| !self.slot_busy[s])
-            .expect("a host with a free slot has a free slot");
-        self.slot_busy[slot] = true;
-        let task = TaskId { worker: slot as u32 + 1, number: n };
-        let latency = self.next_latency(call, n);
+        let (slot, task) = self.slots.pick(targets)?;
+        let latency = self.next_latency(call, task.number);
         self.trace.push(SimEvent::Spawn {
             at: self.now,
             task,
-            host: self.hosts[host].clone(),
+            host: self.slots.host_of_slot(slot).clone(),
             function: call.function.to_string(),
         });
-        let result = self.worker.run(call.clone())?;
-        self.pending.insert((self.now + latency, n), (Message::TaskResult(result), task, host));
+        let end = self.run(task, call)?;
+        self.slots.start(slot, task);
+        self.pending.insert((self.now.saturating_add(latency), task.number), end);
         Ok(task)
     }
 
-    fn receive_message(&mut self, timeout: Option<Duration>) -> Result<Option<(TaskId, Message)>, Error> {
-        if self.outbox.is_empty() {
-            let limit = timeout.map_or(u64::MAX, |d| self.now.saturating_add(d.as_micros() as u64));
-            if !self.deliver_until(limit) && limit != u64::MAX {
-                self.now = limit;
-            }
+    fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
+        let limit = match wait {
+            Wait::Poll => self.now,
+            Wait::Until(at) => self.micros_at(at),
+            Wait::Forever => u64::MAX,
+        };
+        let event = self.deliver_until(limit);
+        if event.is_none() && limit != u64::MAX {
+            self.now = self.now.max(limit);
         }
-        Ok(self.outbox.pop_front())
-    }
-
-    fn send_message(&mut self, dest: TaskId, _message: Message) -> Result<(), Error> {
-        Err(Error::Vm(format!("SimVm cannot send to task {dest}")))
+        Ok(event)
     }
 
     fn finalize(&mut self) {
         self.pending.clear();
-        self.outbox.clear();
+        self.slots.end_all();
+        self.stop_worker();
+        self.spawner_calls.stop();
     }
 
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
-        let key = self.pending.iter().find(|(_, (_, t, _))| *t == task).map(|(k, _)| *k);
-        let key = key.ok_or_else(|| Error::Vm(format!("SimVm has no running task {task}")))?;
-        let (_, _, host) = self.pending.remove(&key).expect("pending event");
-        self.busy[host] -= 1;
-        self.slot_busy[task.worker as usize - 1] = false;
+        let key = self.pending.iter().find(|(_, e)| e.task() == task).map(|(k, _)| *k);
+        let key = key.ok_or_else(|| {
+            machine(MachineErrorKind::NoSuchTask, format!("SimVm has no running task {task}"))
+        })?;
+        self.pending.remove(&key);
+        self.slots.end(task);
         self.trace.push(SimEvent::Done { at: self.now, task });
         Ok(())
+    }
+
+    fn now(&self) -> Instant {
+        self.epoch + Duration::from_micros(self.now)
+    }
+}
+
+impl Drop for SimVm {
+    fn drop(&mut self) {
+        self.stop_worker();
+        self.spawner_calls.stop();
     }
 }

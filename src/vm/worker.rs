@@ -1,76 +1,204 @@
-//! The worker side shared by the machines: run one registered call and answer with messages.
+//! The worker side's serving loop, the same on every machine: take a job, run it guarded, say
+//! how it ended.
+//!
+//! Every machine's worker (a [`crate::ThreadVm`] worker thread, the [`crate::SimVm`] helper
+//! thread, a [`crate::ProcessVm`] worker process, an MPI rank) runs [`serve`] over its own
+//! [`WorkerLink`], so a remote job behaves the same everywhere:
+//!
+//! - a panic in the function is the job's [`RemoteErrorKind::Panicked`] failure (the registry
+//!   catches it) and the worker serves on;
+//! - a stack overflow is the job's [`RemoteErrorKind::StackOverflow`] failure, reported with
+//!   `retire`, and the worker ends: the overflowed frames were abandoned, not unwound, so
+//!   whatever they held (a lock, a `RefCell` borrow, a thread-local) stays held, and no later
+//!   job may run where it could inherit that. The machine replaces the worker (a thread or a
+//!   process; an MPI rank goes out of service);
+//! - a panic that escapes the registry (a value whose encoding panics) reports the job lost and
+//!   ends the worker the same way;
+//! - the spawner calls of [`crate::spawner_call`] go through the link the machine installed.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::thread;
-
-use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::error::Error;
-use crate::vm::{Registry, RemoteCall, RemoteFailure};
+use crate::spawner_call;
+use crate::vm::{Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
 
-/// A thread that runs calls one at a time, synchronously, as the main program of its own
-/// cooperative OS (so a remote function may spawn local tasks of its own).
-pub(crate) struct InlineWorker {
-    to: Option<Sender<RemoteCall>>,
-    from: Receiver<Result<Vec<u8>, RemoteFailure>>,
-    handle: Option<thread::JoinHandle<()>>,
+/// The stack size of the local task a worker serves its jobs in (only the pages a job touches
+/// take memory).
+pub(crate) const WORKER_TASK_STACK: usize = 8 * 1024 * 1024;
+
+/// How a job ended, for the spawner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Report {
+    /// The job finished: its value's bytes or its failure. With `retire`, the worker ends after
+    /// this report and the machine must not send it another job.
+    Finished { task: TaskId, result: Result<Vec<u8>, RemoteFailure>, retire: bool },
+    /// The worker broke while it ran the job, and ends.
+    Lost { task: TaskId, why: String },
 }
 
-impl InlineWorker {
-    pub(crate) fn new(registry: Registry) -> Self {
-        let (to, jobs) = bounded::<RemoteCall>(1);
-        let (results, from) = bounded(1);
-        let handle = thread::Builder::new()
-            .name("cos-sim-worker".into())
-            .spawn(move || {
-                for call in jobs {
-                    if results.send(registry.run(&call)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .ok();
-        InlineWorker { to: Some(to), from, handle }
-    }
-
-    /// Runs `call` and waits for its result.
-    pub(crate) fn run(&mut self, call: RemoteCall) -> Result<Result<Vec<u8>, RemoteFailure>, Error> {
-        let lost = || Error::WorkerLost("simulation worker thread is gone".into());
-        self.to.as_ref().ok_or_else(lost)?.send(call).map_err(|_| lost())?;
-        self.from.recv().map_err(|_| lost())
-    }
+/// A worker's side of its machine's transport.
+pub(crate) trait WorkerLink {
+    /// The next job; `Ok(None)` when the spawner hung up.
+    ///
+    /// # Errors
+    /// When the transport broke.
+    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error>;
+    /// Tells the spawner how a job ended.
+    ///
+    /// # Errors
+    /// When the transport broke.
+    fn report(&mut self, report: Report) -> Result<(), Error>;
 }
 
-impl Drop for InlineWorker {
-    fn drop(&mut self) {
-        self.to = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The spawner hung up: the worker's work is done.
+    HungUp,
+    /// A job overflowed its stack or a panic escaped the registry: this worker must not serve
+    /// again (the spawner knows, from the report).
+    Retired,
+    /// The transport broke.
+    Broken(String),
+}
+
+/// Serves jobs from `link` with the functions of `registry` until the spawner hangs up, the
+/// transport breaks or the worker must retire.
+///
+/// The jobs run inside one long-lived local task of this thread's OS, on a
+/// [`WORKER_TASK_STACK`] stack (so a remote function may spawn and join local tasks of its own,
+/// and a runaway recursion hits that task's guard page instead of ending the process).
+pub(crate) fn serve<L: WorkerLink + 'static>(registry: &Registry, link: L) -> End {
+    if crate::os::stack_size() < WORKER_TASK_STACK {
+        crate::os::set_stack_size(WORKER_TASK_STACK);
+    }
+    let registry = Rc::new(registry.clone());
+    let link = Rc::new(RefCell::new(link));
+    let current: Rc<Cell<Option<TaskId>>> = Rc::default();
+    let (r, l, c) = (Rc::clone(&registry), Rc::clone(&link), Rc::clone(&current));
+    let served = crate::os::spawn(move || serve_jobs(&r, &l, &c)).and_then(crate::os::join);
+    spawner_call::clear_task();
+    let report = match served {
+        Ok(end) => return end,
+        Err(Error::StackOverflow(_)) => current.take().map(|task| Report::Finished {
+            task,
+            result: Err(RemoteFailure::new(RemoteErrorKind::StackOverflow, "")),
+            retire: true,
+        }),
+        Err(Error::Panicked { message, .. }) => {
+            current.take().map(|task| Report::Lost { task, why: message })
+        }
+        Err(e) => return End::Broken(e.to_string()),
+    };
+    if let Some(report) = report {
+        log::debug!(target: "cos", "worker retires after {report:?}");
+        if let Ok(mut link) = link.try_borrow_mut() {
+            if let Err(e) = link.report(report) {
+                return End::Broken(e.to_string());
+            }
+        }
+    }
+    End::Retired
+}
+
+/// The serving task's loop; notes in `current` the task it runs.
+fn serve_jobs(registry: &Registry, link: &RefCell<impl WorkerLink>, current: &Cell<Option<TaskId>>) -> End {
+    loop {
+        let job = link.borrow_mut().next_job();
+        let (task, call) = match job {
+            Ok(Some(job)) => job,
+            Ok(None) => return End::HungUp,
+            Err(e) => return End::Broken(e.to_string()),
+        };
+        current.set(Some(task));
+        let running = spawner_call::running(task);
+        let result = registry.run(&call);
+        drop(running);
+        current.set(None);
+        if let Err(e) = link.borrow_mut().report(Report::Finished { task, result, retire: false }) {
+            return End::Broken(e.to_string());
         }
     }
 }
 
-/// The stack size of the local task a worker runs calls in (only the pages a call touches
-/// take memory).
-pub(crate) const WORKER_TASK_STACK: usize = 8 * 1024 * 1024;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::RemoteFn;
 
-/// Runs `call` as a local task of this thread's OS, so that a stack overflow in the function
-/// ends only the call, with [`RemoteFailure::StackOverflow`].
-///
-/// # Errors
-/// The error that ended the task otherwise: a panic that escaped the registry's own catching
-/// ([`Error::Panicked`]), or no stack for the task.
-pub(crate) fn run_guarded(
-    registry: &Rc<Registry>,
-    call: RemoteCall,
-) -> Result<Result<Vec<u8>, RemoteFailure>, Error> {
-    if crate::os::stack_size() < WORKER_TASK_STACK {
-        crate::os::set_stack_size(WORKER_TASK_STACK);
+    static DOUBLE: RemoteFn<u32, u32> = RemoteFn::new("double", |x| 2 * x);
+    static RUNAWAY: RemoteFn<u64, u64> = RemoteFn::new("runaway", runaway);
+
+    fn runaway(n: u64) -> u64 {
+        let pad = std::hint::black_box([n; 64]);
+        if n == u64::MAX {
+            return 0;
+        }
+        std::hint::black_box(runaway(n + 1)) + pad[1]
     }
-    let registry = Rc::clone(registry);
-    match crate::os::spawn(move || registry.run(&call)).and_then(crate::os::join) {
-        Ok(result) => Ok(result),
-        Err(Error::StackOverflow(_)) => Ok(Err(RemoteFailure::StackOverflow)),
-        Err(e) => Err(e),
+
+    /// Jobs from a list, reports into a shared list.
+    struct ListLink {
+        jobs: Vec<(TaskId, RemoteCall)>,
+        reports: Rc<RefCell<Vec<Report>>>,
+    }
+
+    impl WorkerLink for ListLink {
+        fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+            Ok(if self.jobs.is_empty() { None } else { Some(self.jobs.remove(0)) })
+        }
+        fn report(&mut self, report: Report) -> Result<(), Error> {
+            self.reports.borrow_mut().push(report);
+            Ok(())
+        }
+    }
+
+    fn task(n: u64) -> TaskId {
+        TaskId { worker: 1, number: n }
+    }
+
+    #[test]
+    fn jobs_are_served_until_the_spawner_hangs_up() {
+        let end = std::thread::spawn(|| {
+            let reports = Rc::default();
+            let jobs = vec![(task(1), RemoteCall::new("double", &4u32).unwrap())];
+            let link = ListLink { jobs, reports: Rc::clone(&reports) };
+            let end = serve(&Registry::new().with(&DOUBLE), link);
+            let r = reports.borrow().clone();
+            (end, r)
+        })
+        .join()
+        .unwrap();
+        let eight = crate::vm::message::encode(&8u32).unwrap();
+        assert_eq!(
+            end,
+            (End::HungUp, vec![Report::Finished { task: task(1), result: Ok(eight), retire: false }])
+        );
+    }
+
+    #[test]
+    fn an_overflow_is_reported_with_retire_and_ends_the_serving() {
+        let (end, reports) = std::thread::spawn(|| {
+            let reports = Rc::default();
+            let jobs = vec![
+                (task(1), RemoteCall::new("runaway", &0u64).unwrap()),
+                (task(2), RemoteCall::new("double", &1u32).unwrap()),
+            ];
+            let link = ListLink { jobs, reports: Rc::clone(&reports) };
+            let end = serve(&Registry::new().with(&DOUBLE).with(&RUNAWAY), link);
+            let r = reports.borrow().clone();
+            (end, r)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(end, End::Retired);
+        assert_eq!(reports.len(), 1, "the job after the overflow is not served: {reports:?}");
+        match &reports[0] {
+            Report::Finished { task: t, result: Err(f), retire: true } => {
+                assert_eq!((*t, f.kind), (task(1), RemoteErrorKind::StackOverflow));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,0 +1,200 @@
+//! Worker threads of this process and the channels they talk over, for the thread and the
+//! simulated machines (and for the spawner's runner of [`crate::spawner_call`]s).
+//!
+//! Jobs and reports cross as postcard bytes, exactly as they would between processes. The
+//! message kinds of this transport ([`Up`]) are private to it.
+
+use std::thread;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::spawner_call::{self, SpawnerLink};
+use crate::vm::message::{decode, encode};
+use crate::vm::worker::{serve, End, Report, WorkerLink};
+use crate::vm::{
+    io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
+};
+
+/// A spawner call's answer.
+pub(crate) type Reply = Result<Vec<u8>, RemoteFailure>;
+
+/// From a worker thread to its machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Up {
+    /// A job finished (see [`Report::Finished`]).
+    Finished { task: TaskId, result: Reply, retire: bool },
+    /// The worker broke while it ran the job, and ends.
+    Lost { task: TaskId, why: String },
+    /// Run `call` in the spawner; `reply` asks for the answer on the worker's reply channel.
+    SpawnerCall { task: TaskId, call: RemoteCall, reply: bool },
+}
+
+/// A worker thread's job channel and report channel.
+struct ChannelLink {
+    jobs: Receiver<Vec<u8>>,
+    up: Sender<Vec<u8>>,
+}
+
+impl WorkerLink for ChannelLink {
+    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+        match self.jobs.recv() {
+            Ok(frame) => decode(&frame).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn report(&mut self, report: Report) -> Result<(), Error> {
+        let up = match report {
+            Report::Finished { task, result, retire } => Up::Finished { task, result, retire },
+            Report::Lost { task, why } => Up::Lost { task, why },
+        };
+        let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
+        self.up.send(encode(&up)?).map_err(|_| gone())
+    }
+}
+
+/// A worker thread's link to the spawner for its spawner calls: calls go with its reports,
+/// replies come on their own channel.
+struct ChannelSpawnerLink {
+    up: Sender<Vec<u8>>,
+    replies: Receiver<Reply>,
+}
+
+impl SpawnerLink for ChannelSpawnerLink {
+    fn call(&mut self, task: TaskId, call: RemoteCall, wait: bool) -> Result<Option<Reply>, Error> {
+        let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
+        self.up.send(encode(&Up::SpawnerCall { task, call, reply: wait })?).map_err(|_| gone())?;
+        if wait {
+            self.replies.recv().map(Some).map_err(|_| gone())
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// One worker thread: it serves the jobs sent to it with [`serve`] and reports on `up`.
+pub(crate) struct ThreadWorker {
+    jobs: Option<Sender<Vec<u8>>>,
+    /// Answers to its spawner calls.
+    replies: Option<Sender<Reply>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl ThreadWorker {
+    /// Starts a worker thread named `name`. With `spawner_calls`, its jobs' spawner calls come
+    /// to the machine on `up`; without, they run in the worker thread.
+    ///
+    /// # Errors
+    /// [`Error::Vm`] when the thread cannot be started.
+    pub(crate) fn start(
+        name: String,
+        registry: &Registry,
+        up: &Sender<Vec<u8>>,
+        spawner_calls: bool,
+    ) -> Result<Self, Error> {
+        let (jobs_tx, jobs) = unbounded::<Vec<u8>>();
+        let (replies_tx, replies) = unbounded::<Reply>();
+        let (registry, up) = (registry.clone(), up.clone());
+        let handle = thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let _link = spawner_calls
+                    .then(|| spawner_call::install(Box::new(ChannelSpawnerLink { up: up.clone(), replies })));
+                match serve(&registry, ChannelLink { jobs, up }) {
+                    End::HungUp | End::Retired => {}
+                    End::Broken(why) => log::error!(target: "cos", "worker thread ends: {why}"),
+                }
+            })
+            .map_err(|e| io_error("cannot start a worker thread", e))?;
+        Ok(ThreadWorker { jobs: Some(jobs_tx), replies: Some(replies_tx), handle: Some(handle) })
+    }
+
+    /// Sends a job.
+    ///
+    /// # Errors
+    /// [`Error::Vm`] when the thread is gone.
+    pub(crate) fn send(&self, task: TaskId, call: &RemoteCall) -> Result<(), Error> {
+        let frame = encode(&(task, call))?;
+        let gone = || machine(MachineErrorKind::Protocol, "the worker thread is gone");
+        self.jobs.as_ref().ok_or_else(gone)?.send(frame).map_err(|_| gone())
+    }
+
+    /// Answers a spawner call; `false` when the thread is gone.
+    pub(crate) fn reply(&self, reply: Reply) -> bool {
+        self.replies.as_ref().is_some_and(|tx| tx.send(reply).is_ok())
+    }
+
+    /// Hangs up: the thread ends after its job, if any.
+    pub(crate) fn hang_up(&mut self) {
+        self.jobs = None;
+        self.replies = None;
+    }
+
+    /// Hangs up and waits for the thread to end.
+    pub(crate) fn join(mut self) {
+        self.hang_up();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Hangs up and lets the thread finish its job on its own (its reports are stale).
+    pub(crate) fn detach(mut self) {
+        self.hang_up();
+        self.handle = None;
+    }
+}
+
+/// Runs the workers' spawner calls in the spawner: on a worker thread of its own (with its own
+/// cooperative OS, so a call may spawn local tasks), one call at a time, started on first use.
+#[derive(Default)]
+pub(crate) struct SpawnerCalls {
+    worker: Option<(ThreadWorker, Receiver<Vec<u8>>)>,
+}
+
+impl SpawnerCalls {
+    /// Runs `call` and waits for its answer.
+    pub(crate) fn run(&mut self, registry: &Registry, call: &RemoteCall) -> Reply {
+        let task = TaskId { worker: 0, number: 0 };
+        let lost = |why: String| Err(RemoteFailure::new(RemoteErrorKind::Panicked, why));
+        if self.worker.is_none() {
+            let (up, rx) = unbounded();
+            match ThreadWorker::start("cos-sim-worker".into(), registry, &up, false) {
+                Ok(w) => self.worker = Some((w, rx)),
+                Err(e) => return lost(e.to_string()),
+            }
+        }
+        let (worker, rx) = self.worker.as_ref().expect("started");
+        let answer = worker.send(task, call).and_then(|()| {
+            let frame = rx
+                .recv()
+                .map_err(|_| machine(MachineErrorKind::Protocol, "the spawner-call thread is gone"))?;
+            decode::<Up>(&frame)
+        });
+        match answer {
+            Ok(Up::Finished { result, retire: false, .. }) => result,
+            Ok(Up::Finished { result, retire: true, .. }) => {
+                self.stop();
+                result
+            }
+            Ok(Up::Lost { why, .. }) => {
+                self.stop();
+                lost(why)
+            }
+            Ok(Up::SpawnerCall { .. }) => lost("a spawner call made a spawner call".into()),
+            Err(e) => {
+                self.stop();
+                lost(e.to_string())
+            }
+        }
+    }
+
+    /// Ends the thread.
+    pub(crate) fn stop(&mut self) {
+        if let Some((w, _)) = self.worker.take() {
+            w.join();
+        }
+    }
+}

@@ -1,0 +1,698 @@
+//! `ProcessVm`: worker processes, each the program itself started again in worker mode.
+//!
+//! The spawner listens on a Unix socket in a private temporary directory and starts every
+//! worker as `current_exe()` with the same arguments and two environment variables naming the
+//! socket and the worker's slot. [`crate::start`], the first call of `main`, sees them and turns
+//! the process into a worker: it connects, says hello, and serves jobs until the spawner hangs
+//! up. The workers' own stdout and stderr stay the user's.
+//!
+//! - `launch.rs`: the socket, the accepting thread, starting a worker process;
+//! - `frame.rs`: the frame codec and the frames' message kinds;
+//! - `worker.rs`: the worker process's side;
+//! - this file: the spawner's machine.
+
+pub(crate) mod frame;
+mod launch;
+mod worker;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use crate::error::Error;
+use crate::vm::channel::SpawnerCalls;
+use crate::vm::message::{decode, encode};
+use crate::vm::slots::Slots;
+use crate::vm::{
+    io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
+    VirtualMachine, Wait,
+};
+use frame::{read_frame, write_frame, Down, Hello, Up, MAX_FRAME};
+use launch::{listen, Acceptor, Launcher};
+pub(crate) use worker::{is_worker_process, worker_main};
+
+/// How often the spawner looks at workers that have not connected yet.
+const START_CHECK: Duration = Duration::from_millis(50);
+
+/// What the accepting thread and the per-worker reader threads tell the machine.
+pub(crate) enum Inbound {
+    /// A new connection said hello.
+    Connected { hello: Hello, stream: UnixStream },
+    /// A frame from a worker.
+    Frame { slot: usize, generation: u64, up: Up },
+    /// A worker's connection ended: the process died or exited (`garbage` `None`), or it sent
+    /// what is not a frame (`Some`: what was wrong).
+    Closed { slot: usize, generation: u64, garbage: Option<String> },
+}
+
+/// Worker processes that run registered functions: the same executable started again, one
+/// process per slot, grouped into simulated hosts as in [`crate::ThreadVm`]. Every job, result
+/// and message crosses a Unix socket as postcard bytes; the workers print to the user's stdout
+/// and stderr.
+///
+/// A worker that dies (a panic that escapes the registry, an abort, an exit, a signal) ends its
+/// running task with [`Event::Lost`] (so the joiner gets [`Error::WorkerLost`]); its slot gets
+/// a new process and every other task runs on. A new process is started without waiting for
+/// it: its slot counts as free at once, and a job sent to it meanwhile waits in the spawner
+/// until it connects (or is lost, if it never does).
+///
+/// The program must call [`crate::start`] (or create this machine only after it) first thing
+/// in `main`: that call is what makes a started copy of the program a worker.
+///
+/// ```no_run
+/// static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
+///
+/// fn main() -> Result<(), cos::Error> {
+///     let registry = cos::Registry::new().with(&DOUBLE);
+///     cos::start(registry.clone())?; // a worker process never returns from here
+///     cos::set_vm(cos::ProcessVm::builder(registry).slots_per_host(2).build()?)?;
+///     let r = cos::dispatch((0..10).map(|i| cos::job(&DOUBLE, i)))?;
+///     assert_eq!(r[9], Ok(18));
+///     cos::finalize();
+///     Ok(())
+/// }
+/// ```
+pub struct ProcessVm {
+    registry: Registry,
+    slots: Slots,
+    launcher: Launcher,
+    dir: PathBuf,
+    connect_timeout: Duration,
+    acceptor: Option<Acceptor>,
+    workers: Vec<SlotWorker>,
+    inbound_tx: Sender<Inbound>,
+    inbound: Receiver<Inbound>,
+    /// Events made while doing something else (a worker that died before it connected).
+    events: VecDeque<Event>,
+    /// When the starting processes were last looked at.
+    checked: Instant,
+    /// Runs the workers' calls of [`crate::spawner_call`].
+    spawner_calls: SpawnerCalls,
+    finalized: bool,
+}
+
+/// A slot's worker process.
+struct SlotWorker {
+    state: State,
+    /// Counts the slot's processes; frames of an earlier one are stale.
+    generation: u64,
+}
+
+enum State {
+    /// Started, not connected yet; a job sent to it meanwhile waits here.
+    Starting { child: Child, since: Instant, job: Option<Vec<u8>> },
+    /// Connected.
+    Ready(Proc),
+    /// Could not be started: the slot is out of service.
+    Down,
+}
+
+struct Proc {
+    child: Child,
+    stream: UnixStream,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Hangs up, kills the process when asked, reaps it and its reader thread.
+    fn stop(mut self, kill: bool) -> Option<ExitStatus> {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if kill {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait().ok();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status
+    }
+}
+
+/// Configures a [`ProcessVm`].
+///
+/// ```no_run
+/// let vm = cos::ProcessVm::builder(cos::Registry::new()).hosts(2).slots_per_host(2).build();
+/// ```
+#[derive(Debug)]
+pub struct ProcessVmBuilder {
+    registry: Registry,
+    hosts: usize,
+    per_host: usize,
+    connect_timeout: Duration,
+}
+
+impl ProcessVmBuilder {
+    /// The number of simulated hosts (default 1).
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).hosts(2);
+    /// ```
+    pub fn hosts(mut self, n: usize) -> Self {
+        self.hosts = n.max(1);
+        self
+    }
+
+    /// Worker processes per host (default: the available cores).
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).slots_per_host(3);
+    /// ```
+    pub fn slots_per_host(mut self, n: usize) -> Self {
+        self.per_host = n.max(1);
+        self
+    }
+
+    /// How long a started worker may take to connect (default 60 s).
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new())
+    ///     .connect_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Creates the socket, starts the worker processes and waits until each has connected.
+    ///
+    /// # Errors
+    /// [`Error::Vm`] when this process is itself a worker ([`MachineErrorKind::Refused`]),
+    /// when the executable or the socket cannot be had ([`MachineErrorKind::Io`], with the
+    /// `io::Error` as its source), or when a worker does not start and connect
+    /// ([`MachineErrorKind::Protocol`]; for example because the program does not call
+    /// [`crate::start`] first).
+    ///
+    /// ```no_run
+    /// let vm = cos::ProcessVm::builder(cos::Registry::new()).build().unwrap();
+    /// ```
+    pub fn build(self) -> Result<ProcessVm, Error> {
+        if is_worker_process() {
+            return Err(machine(
+                MachineErrorKind::Refused,
+                "a worker process cannot start workers (call cos::start first thing in main)",
+            ));
+        }
+        let program = std::env::current_exe().map_err(|e| io_error("cannot find this program", e))?;
+        let (dir, socket, listener) = listen()?;
+        let (inbound_tx, inbound) = unbounded();
+        let acceptor = Acceptor::start(listener, inbound_tx.clone())?;
+        let slots = Slots::grid(self.hosts, self.per_host);
+        let n = slots.len();
+        let mut vm = ProcessVm {
+            registry: self.registry,
+            slots,
+            launcher: Launcher { program, args: std::env::args_os().skip(1).collect(), socket },
+            dir,
+            connect_timeout: self.connect_timeout,
+            acceptor: Some(acceptor),
+            workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0 }).collect(),
+            inbound_tx,
+            inbound,
+            events: VecDeque::new(),
+            checked: Instant::now(),
+            spawner_calls: SpawnerCalls::default(),
+            finalized: false,
+        };
+        for slot in 0..n {
+            let child = vm.launcher.launch(slot)?;
+            vm.workers[slot].state = State::Starting { child, since: Instant::now(), job: None };
+        }
+        // Wait until every worker has connected or failed to.
+        while vm.workers.iter().any(|w| matches!(w.state, State::Starting { .. })) {
+            match vm.inbound.recv_timeout(START_CHECK) {
+                Ok(inbound) => {
+                    let _ = vm.on_inbound(inbound);
+                }
+                Err(_) => vm.check_starting(),
+            }
+        }
+        if let Some(slot) = vm.workers.iter().position(|w| matches!(w.state, State::Down)) {
+            return Err(machine(
+                MachineErrorKind::Protocol,
+                format!("worker process {} did not start and connect", slot + 1),
+            ));
+        }
+        log::debug!(target: "cos", "{n} worker processes connected on {}", vm.launcher.socket.display());
+        Ok(vm)
+    }
+}
+
+/// Forwards a worker's frames to the machine until its connection ends.
+fn reader_loop(slot: usize, generation: u64, mut stream: UnixStream, inbound: &Sender<Inbound>) {
+    let garbage = loop {
+        match read_frame(&mut stream) {
+            Ok(Some(frame)) => match decode::<Up>(&frame) {
+                Ok(up) => {
+                    if inbound.send(Inbound::Frame { slot, generation, up }).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => break Some(format!("malformed frame: {e}")),
+            },
+            Ok(None) => break None,
+            // A frame cut short or too long is garbage; a read error is the process's end.
+            Err(Error::Decode(e)) => break Some(e),
+            Err(_) => break None,
+        }
+    };
+    let _ = inbound.send(Inbound::Closed { slot, generation, garbage });
+}
+
+impl ProcessVm {
+    /// One host with one worker process per available core.
+    ///
+    /// # Errors
+    /// As [`ProcessVmBuilder::build`].
+    ///
+    /// ```no_run
+    /// use cos::VirtualMachine;
+    /// let vm = cos::ProcessVm::new(cos::Registry::new()).unwrap();
+    /// assert!(vm.slots() >= 2);
+    /// ```
+    pub fn new(registry: Registry) -> Result<Self, Error> {
+        Self::builder(registry).build()
+    }
+
+    /// A builder with the defaults of [`ProcessVm::new`].
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new());
+    /// ```
+    pub fn builder(registry: Registry) -> ProcessVmBuilder {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        ProcessVmBuilder { registry, hosts: 1, per_host: cores, connect_timeout: Duration::from_secs(60) }
+    }
+
+    /// Puts a connected process in its slot, with a thread reading its frames, and sends it the
+    /// job that waited for it.
+    fn on_connected(&mut self, hello: Hello, stream: UnixStream) {
+        let slot = (hello.slot as usize).wrapping_sub(1);
+        let expected = match self.workers.get(slot).map(|w| &w.state) {
+            Some(State::Starting { child, .. }) => child.id() == hello.pid,
+            _ => false,
+        };
+        if !expected {
+            log::warn!(target: "cos", "unexpected worker connection from process {}", hello.pid);
+            return;
+        }
+        let State::Starting { child, job, .. } =
+            std::mem::replace(&mut self.workers[slot].state, State::Down)
+        else {
+            unreachable!("checked above")
+        };
+        let generation = self.workers[slot].generation;
+        let inbound = self.inbound_tx.clone();
+        let reader = stream.try_clone().and_then(|r| {
+            thread::Builder::new()
+                .name(format!("cos-process-reader-{}", slot + 1))
+                .spawn(move || reader_loop(slot, generation, r, &inbound))
+        });
+        let proc = Proc { child, stream, reader: None };
+        match reader {
+            Ok(handle) => self.workers[slot].state = State::Ready(Proc { reader: Some(handle), ..proc }),
+            Err(e) => {
+                proc.stop(true);
+                let cause =
+                    LostCause::Connection(format!("cannot read from worker process {}: {e}", slot + 1));
+                if let Some(ev) = self.lose(slot, Some(cause)) {
+                    self.events.push_back(ev);
+                }
+                return;
+            }
+        }
+        log::debug!(target: "cos", "worker process {} connected", slot + 1);
+        if let Some(job) = job {
+            self.send(slot, job);
+        }
+    }
+
+    /// Looks at the processes that have not connected: one that ended, or took longer than
+    /// the connect timeout, is killed; its slot goes out of service and its job is lost.
+    fn check_starting(&mut self) {
+        self.checked = Instant::now();
+        for slot in 0..self.workers.len() {
+            let State::Starting { child, since, .. } = &mut self.workers[slot].state else { continue };
+            let why = match child.try_wait() {
+                Ok(Some(status)) => format!("worker process {} ended before connecting ({status})", slot + 1),
+                Ok(None) if since.elapsed() >= self.connect_timeout => {
+                    format!("worker process {} did not connect in time", slot + 1)
+                }
+                Ok(None) => continue,
+                Err(e) => format!("worker process {}: {e}", slot + 1),
+            };
+            log::error!(target: "cos", "{why}; slot {} out of service", slot + 1);
+            self.stop(slot);
+            self.slots.retire(slot);
+            if let Some(task) = self.slots.task(slot) {
+                self.slots.end(task);
+                self.events.push_back(Event::Lost { task, cause: LostCause::Start(why) });
+            }
+        }
+    }
+
+    /// Starts a new process in `slot` without waiting for it to connect; on failure the slot
+    /// goes out of service.
+    fn restart(&mut self, slot: usize) {
+        match self.launcher.launch(slot) {
+            Ok(child) => {
+                self.workers[slot].state = State::Starting { child, since: Instant::now(), job: None };
+                log::debug!(target: "cos", "worker process {} restarting", slot + 1);
+            }
+            Err(e) => {
+                log::error!(target: "cos", "cannot restart worker process {}: {e}; slot out of service", slot + 1);
+                self.slots.retire(slot);
+            }
+        }
+    }
+
+    /// Kills and reaps the slot's process; what is left of it is stale from now on.
+    fn stop(&mut self, slot: usize) -> (Option<u32>, Option<ExitStatus>) {
+        let w = &mut self.workers[slot];
+        w.generation += 1;
+        match std::mem::replace(&mut w.state, State::Down) {
+            State::Ready(p) => (Some(p.child.id()), p.stop(true)),
+            State::Starting { mut child, .. } => {
+                let _ = child.kill();
+                (Some(child.id()), child.wait().ok())
+            }
+            State::Down => (None, None),
+        }
+    }
+
+    /// The slot's process is gone or broken: reap it, start a new one, and end its task.
+    /// `cause` `None`: the process's exit status says why.
+    fn lose(&mut self, slot: usize, cause: Option<LostCause>) -> Option<Event> {
+        let (pid, status) = self.stop(slot);
+        let task = self.slots.task(slot);
+        let cause = cause.unwrap_or_else(|| match status {
+            Some(s) => match (s.signal(), s.code()) {
+                (Some(signal), _) => LostCause::Signal(signal),
+                (None, Some(code)) => LostCause::Exit(code),
+                (None, None) => LostCause::Other(s.to_string()),
+            },
+            None => LostCause::Other("the process could not be reaped".into()),
+        });
+        let pid = pid.map_or_else(String::new, |p| format!(" (process {p})"));
+        match task {
+            Some(t) => log::warn!(target: "cos", "task {t} lost: worker process {}{pid}: {cause}", slot + 1),
+            None => log::warn!(target: "cos", "idle worker process {}{pid} lost: {cause}", slot + 1),
+        }
+        if !self.finalized {
+            self.restart(slot);
+        }
+        let task = task?;
+        self.slots.end(task);
+        Some(Event::Lost { task, cause })
+    }
+
+    /// Sends a job frame to the slot's process, or keeps it for a process that is starting. A
+    /// process that cannot be written to is replaced and the job waits for the new one.
+    fn send(&mut self, slot: usize, job: Vec<u8>) {
+        let failed = match &mut self.workers[slot].state {
+            State::Ready(p) => write_frame(&mut p.stream, &job).err(),
+            State::Starting { job: waiting, .. } => {
+                *waiting = Some(job);
+                return;
+            }
+            State::Down => {
+                log::error!(target: "cos", "job for worker process {}, which is out of service", slot + 1);
+                return;
+            }
+        };
+        if let Some(e) = failed {
+            log::debug!(target: "cos", "worker process {} cannot take its job ({e}); replacing it", slot + 1);
+            self.stop(slot);
+            self.restart(slot);
+            if let State::Starting { job: waiting, .. } = &mut self.workers[slot].state {
+                *waiting = Some(job);
+            } else if let Some(task) = self.slots.task(slot) {
+                self.slots.end(task);
+                let cause = LostCause::Start(format!("worker process {}: {e}", slot + 1));
+                self.events.push_back(Event::Lost { task, cause });
+            }
+        }
+    }
+
+    /// Runs a worker's spawner call here and answers it when asked to.
+    fn spawner_call(&mut self, slot: usize, task: TaskId, call: &RemoteCall, reply: bool) {
+        let result = self.spawner_calls.run(&self.registry, call);
+        if !reply {
+            return;
+        }
+        let sent = encode(&Down::SpawnerReply(result)).and_then(|f| match &mut self.workers[slot].state {
+            State::Ready(p) => write_frame(&mut p.stream, &f),
+            _ => Err(machine(MachineErrorKind::Protocol, "the worker is not connected")),
+        });
+        if let Err(e) = sent {
+            // The reader thread reports the loss of the process, if that is what happened.
+            log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
+        }
+    }
+
+    /// Handles one message from the other threads; the event for the scheduler, if any.
+    fn on_inbound(&mut self, inbound: Inbound) -> Option<Event> {
+        match inbound {
+            Inbound::Connected { hello, stream } => {
+                self.on_connected(hello, stream);
+                self.events.pop_front()
+            }
+            Inbound::Frame { slot, generation, up } => {
+                if generation != self.workers[slot].generation {
+                    return None;
+                }
+                match up {
+                    Up::SpawnerCall { task, call, reply } => {
+                        self.spawner_call(slot, task, &call, reply);
+                        None
+                    }
+                    Up::Finished { task, result, retire } => {
+                        if self.slots.task(slot) != Some(task) {
+                            log::warn!(target: "cos", "result for task {task}, which does not run, dropped");
+                            return None;
+                        }
+                        self.slots.end(task);
+                        if retire {
+                            // The process exits: what the job's abandoned frames held goes with it.
+                            log::debug!(target: "cos", "worker process {} retires after task {task}", slot + 1);
+                            self.stop(slot);
+                            self.restart(slot);
+                        }
+                        Some(Event::Finished { task, result })
+                    }
+                    Up::Lost { why, .. } => self.lose(slot, Some(LostCause::Panicked(why))),
+                }
+            }
+            Inbound::Closed { slot, generation, garbage } => {
+                if generation != self.workers[slot].generation {
+                    return None;
+                }
+                log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
+                self.lose(slot, garbage.map(LostCause::Connection))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ProcessVm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessVm")
+            .field("slots", &self.slots)
+            .field("socket", &self.launcher.socket)
+            .finish()
+    }
+}
+
+impl VirtualMachine for ProcessVm {
+    fn slots(&self) -> usize {
+        self.slots.len() + 1
+    }
+
+    fn free_slots(&self) -> usize {
+        self.slots.free()
+    }
+
+    fn hosts(&self) -> Vec<HostId> {
+        self.slots.hosts()
+    }
+
+    fn hosts_with_free_slots(&self) -> Vec<HostId> {
+        self.slots.hosts_with_free_slots()
+    }
+
+    fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
+        self.slots.host_id(task)
+    }
+
+    fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
+        let (slot, task) = self.slots.pick(targets)?;
+        let job = encode(&Down::Run(task, call.clone()))?;
+        if job.len() > MAX_FRAME {
+            // Refused before any worker sees it: no healthy worker is replaced for it.
+            return Err(Error::Decode(format!(
+                "a job of {} bytes exceeds the frame limit of {MAX_FRAME}",
+                job.len()
+            )));
+        }
+        self.slots.start(slot, task);
+        self.send(slot, job);
+        Ok(task)
+    }
+
+    fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
+        let closed = || machine(MachineErrorKind::Protocol, "the event channel closed");
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Ok(Some(e));
+            }
+            let starting = self.workers.iter().any(|w| matches!(w.state, State::Starting { .. }));
+            let deadline = match wait {
+                Wait::Poll => None,
+                Wait::Until(at) => Some(at),
+                Wait::Forever => None,
+            };
+            let inbound = if wait == Wait::Poll {
+                match self.inbound.try_recv() {
+                    Ok(i) => i,
+                    Err(TryRecvError::Empty) => {
+                        if starting && self.checked.elapsed() >= START_CHECK {
+                            self.check_starting();
+                        }
+                        return Ok(self.events.pop_front());
+                    }
+                    Err(TryRecvError::Disconnected) => return Err(closed()),
+                }
+            } else {
+                // Processes that are starting are looked at now and then, never waited for.
+                let check = starting.then(|| Instant::now() + START_CHECK);
+                let wake = match (deadline, check) {
+                    (Some(d), Some(c)) => Some(d.min(c)),
+                    (d, c) => d.or(c),
+                };
+                let got = match wake {
+                    Some(at) => self.inbound.recv_deadline(at),
+                    None => self.inbound.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(i) => i,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if starting {
+                            self.check_starting();
+                        }
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Ok(self.events.pop_front());
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Err(closed()),
+                }
+            };
+            if let Some(e) = self.on_inbound(inbound) {
+                return Ok(Some(e));
+            }
+        }
+    }
+
+    /// Kills the task's worker process and starts a new one in its slot.
+    fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
+        let slot = self
+            .slots
+            .running(task)
+            .ok_or_else(|| machine(MachineErrorKind::NoSuchTask, format!("no running task {task}")))?;
+        self.slots.end(task);
+        let (pid, _) = self.stop(slot);
+        log::debug!(target: "cos", "worker process {pid:?} killed to cancel task {task}");
+        if !self.finalized {
+            self.restart(slot);
+        }
+        Ok(())
+    }
+
+    fn finalize(&mut self) {
+        if self.finalized {
+            return;
+        }
+        self.finalized = true;
+        // Hang up on every worker first, so that they quit together; busy ones are killed.
+        for (slot, w) in self.workers.iter_mut().enumerate() {
+            match &mut w.state {
+                State::Ready(p) => {
+                    let _ = p.stream.shutdown(Shutdown::Both);
+                    if self.slots.task(slot).is_some() {
+                        let _ = p.child.kill();
+                    }
+                }
+                State::Starting { child, .. } => {
+                    let _ = child.kill();
+                }
+                State::Down => {}
+            }
+        }
+        for w in &mut self.workers {
+            w.generation += 1;
+            match std::mem::replace(&mut w.state, State::Down) {
+                State::Ready(p) => {
+                    p.stop(false);
+                }
+                State::Starting { mut child, .. } => {
+                    let _ = child.wait();
+                }
+                State::Down => {}
+            }
+        }
+        self.slots.end_all();
+        if let Some(a) = self.acceptor.take() {
+            a.stop(&self.launcher.socket);
+        }
+        let _ = std::fs::remove_file(&self.launcher.socket);
+        let _ = std::fs::remove_dir(&self.dir);
+        self.spawner_calls.stop();
+        self.events.clear();
+    }
+}
+
+impl Drop for ProcessVm {
+    fn drop(&mut self) {
+        self.finalize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_reports_garbage_as_a_closed_connection() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        write_frame(&mut a, &[0xff; 9]).unwrap();
+        let (tx, rx) = unbounded();
+        reader_loop(3, 7, b, &tx);
+        match rx.recv().unwrap() {
+            Inbound::Closed { slot, generation, garbage } => {
+                assert_eq!((slot, generation), (3, 7));
+                assert!(garbage.is_some(), "garbage is not taken for the process's end");
+            }
+            _ => panic!("garbage decoded as a frame"),
+        }
+    }
+
+    #[test]
+    fn a_reader_forwards_frames_then_the_end() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let task = TaskId { worker: 1, number: 4 };
+        let up = Up::Finished { task, result: Ok(vec![1]), retire: false };
+        write_frame(&mut a, &encode(&up).unwrap()).unwrap();
+        drop(a);
+        let (tx, rx) = unbounded();
+        reader_loop(0, 1, b, &tx);
+        assert!(matches!(rx.recv().unwrap(), Inbound::Frame { slot: 0, generation: 1, up: u } if u == up));
+        assert!(matches!(rx.recv().unwrap(), Inbound::Closed { slot: 0, generation: 1, .. }));
+    }
+}

@@ -1,0 +1,118 @@
+//! The worker process: connects to the spawner, serves its jobs with the shared serving loop,
+//! and ends when the spawner hangs up (or when it must retire).
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::Error;
+use crate::spawner_call::{self, SpawnerLink};
+use crate::vm::message::{decode, encode};
+use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
+use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV};
+use crate::vm::worker::{serve, End, Report, WorkerLink};
+use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
+
+/// Set once this process has become a worker: a worker starts no workers of its own.
+static IS_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process was started as a worker of a [`crate::ProcessVm`], or has become one.
+pub(crate) fn is_worker_process() -> bool {
+    IS_WORKER.load(Ordering::SeqCst) || std::env::var_os(SOCKET_ENV).is_some()
+}
+
+/// The worker process: connects to the spawner, runs its jobs until it hangs up, and ends the
+/// process.
+pub(crate) fn worker_main(registry: &Registry) -> ! {
+    IS_WORKER.store(true, Ordering::SeqCst);
+    let code = match run(registry) {
+        Ok(End::HungUp) => 0,
+        // The spawner knows from the last frame and starts another worker.
+        Ok(End::Retired) => 0,
+        Ok(End::Broken(why)) => {
+            eprintln!("cos worker process {}: {why}", std::process::id());
+            1
+        }
+        Err(e) => {
+            eprintln!("cos worker process {}: {e}", std::process::id());
+            1
+        }
+    };
+    let _ = io::stdout().flush();
+    std::process::exit(code)
+}
+
+fn run(registry: &Registry) -> Result<End, Error> {
+    let socket = std::env::var_os(SOCKET_ENV)
+        .ok_or_else(|| machine(MachineErrorKind::Config, format!("{SOCKET_ENV} is not set")))?;
+    let slot: u32 = std::env::var(SLOT_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| machine(MachineErrorKind::Config, format!("{SLOT_ENV} is not a slot number")))?;
+    // Programs this worker starts are not workers.
+    std::env::remove_var(SOCKET_ENV);
+    std::env::remove_var(SLOT_ENV);
+    let mut stream = UnixStream::connect(&socket)
+        .map_err(|e| io_error(format!("cannot connect to {}", PathBuf::from(&socket).display()), e))?;
+    write_frame(&mut stream, &encode(&Hello { slot, pid: std::process::id() })?)?;
+    let calls = stream.try_clone().map_err(|e| io_error("cannot share the socket", e))?;
+    let _link = spawner_call::install(Box::new(ProcessLink { stream: calls }));
+    Ok(serve(registry, ProcessLink { stream }))
+}
+
+/// A worker process's side of its socket, for its jobs and for its spawner calls (read only
+/// while the calling task waits).
+struct ProcessLink {
+    stream: UnixStream,
+}
+
+impl ProcessLink {
+    fn send(&mut self, up: &Up) -> Result<(), Error> {
+        write_frame(&mut self.stream, &encode(up)?)
+    }
+}
+
+impl WorkerLink for ProcessLink {
+    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+        loop {
+            let Some(frame) = read_frame(&mut self.stream)? else { return Ok(None) };
+            match decode::<Down>(&frame)? {
+                Down::Run(task, call) => return Ok(Some((task, call))),
+                Down::SpawnerReply(_) => {
+                    log::debug!(target: "cos", "a spawner reply with no call waiting dropped")
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, report: Report) -> Result<(), Error> {
+        self.send(&match report {
+            Report::Finished { task, result, retire } => Up::Finished { task, result, retire },
+            Report::Lost { task, why } => Up::Lost { task, why },
+        })
+    }
+}
+
+impl SpawnerLink for ProcessLink {
+    fn call(
+        &mut self,
+        task: TaskId,
+        call: RemoteCall,
+        wait: bool,
+    ) -> Result<Option<Result<Vec<u8>, RemoteFailure>>, Error> {
+        self.send(&Up::SpawnerCall { task, call, reply: wait })?;
+        if !wait {
+            return Ok(None);
+        }
+        let frame = read_frame(&mut self.stream)?
+            .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
+        match decode::<Down>(&frame)? {
+            Down::SpawnerReply(r) => Ok(Some(r)),
+            Down::Run(t, _) => Err(machine(
+                MachineErrorKind::Protocol,
+                format!("the spawner sent task {t} to a busy worker"),
+            )),
+        }
+    }
+}

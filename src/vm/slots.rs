@@ -1,0 +1,235 @@
+//! The slot core shared by the machines: hosts, their worker slots, which slot runs which
+//! task, and free counts kept as they change (O(1) to read).
+//!
+//! Slot `s` (0-based) is worker `s + 1` in a [`TaskId`] (0 is the spawner): a worker thread,
+//! a worker process or the MPI rank `s + 1`.
+
+use crate::error::Error;
+use crate::vm::{HostId, TaskId};
+
+/// One worker slot.
+#[derive(Debug, Clone)]
+struct Slot {
+    /// Index into `Slots::hosts`.
+    host: usize,
+    /// The task it runs.
+    task: Option<TaskId>,
+    /// `false` once the slot is out of service for good (an MPI rank that cannot be replaced).
+    in_service: bool,
+}
+
+/// Hosts and their slots.
+#[derive(Debug, Clone)]
+pub(crate) struct Slots {
+    /// Every host, sorted, without repeats.
+    hosts: Vec<HostId>,
+    /// The spawner's own host (`host_id(None)`).
+    spawner_host: HostId,
+    slots: Vec<Slot>,
+    /// Free slots per host index.
+    free_on: Vec<usize>,
+    free: usize,
+    next_number: u64,
+}
+
+impl Slots {
+    /// `hosts` simulated hosts (`host0`, `host1`, ...) of `per_host` slots each, host-major; the
+    /// spawner's host is `"spawner"`.
+    pub(crate) fn grid(hosts: usize, per_host: usize) -> Self {
+        let names = (0..hosts).map(|h| HostId::new(format!("host{h}"))).collect();
+        let of_slot = (0..hosts * per_host).map(|s| s / per_host).collect();
+        Self::with_hosts(names, of_slot, HostId::new("spawner"))
+    }
+
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    /// Slots on named hosts: `slot_hosts[s]` is slot `s`'s host (MPI: rank `s + 1`'s processor
+    /// name); `spawner` is the spawner's own.
+    pub(crate) fn named(slot_hosts: &[HostId], spawner: HostId) -> Self {
+        let mut names: Vec<HostId> = slot_hosts.iter().cloned().chain([spawner.clone()]).collect();
+        names.sort();
+        names.dedup();
+        let of_slot = slot_hosts.iter().map(|h| names.binary_search(h).expect("host listed")).collect();
+        Self::with_hosts(names, of_slot, spawner)
+    }
+
+    fn with_hosts(hosts: Vec<HostId>, of_slot: Vec<usize>, spawner_host: HostId) -> Self {
+        let mut free_on = vec![0; hosts.len()];
+        for &h in &of_slot {
+            free_on[h] += 1;
+        }
+        let slots: Vec<Slot> =
+            of_slot.into_iter().map(|host| Slot { host, task: None, in_service: true }).collect();
+        Slots { free: slots.len(), hosts, spawner_host, slots, free_on, next_number: 0 }
+    }
+
+    /// The number of worker slots (in service or not).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Free slots.
+    pub(crate) fn free(&self) -> usize {
+        self.free
+    }
+
+    /// Every host, sorted.
+    pub(crate) fn hosts(&self) -> Vec<HostId> {
+        self.hosts.clone()
+    }
+
+    /// Hosts with a free slot, sorted.
+    pub(crate) fn hosts_with_free_slots(&self) -> Vec<HostId> {
+        self.hosts.iter().zip(&self.free_on).filter(|(_, &n)| n > 0).map(|(h, _)| h.clone()).collect()
+    }
+
+    /// A slot's host.
+    pub(crate) fn host_of_slot(&self, slot: usize) -> &HostId {
+        &self.hosts[self.slots[slot].host]
+    }
+
+    /// The slot a task id names (whether or not it runs there).
+    pub(crate) fn slot_of(task: TaskId) -> Option<usize> {
+        (task.worker as usize).checked_sub(1)
+    }
+
+    /// A task's host; the spawner's for worker 0 or no task.
+    pub(crate) fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
+        match task.and_then(Self::slot_of) {
+            Some(slot) => self.slots.get(slot).map(|s| self.hosts[s.host].clone()),
+            None => Some(self.spawner_host.clone()),
+        }
+    }
+
+    /// The task `slot` runs.
+    pub(crate) fn task(&self, slot: usize) -> Option<TaskId> {
+        self.slots.get(slot).and_then(|s| s.task)
+    }
+
+    /// The slot running `task`, if it runs.
+    pub(crate) fn running(&self, task: TaskId) -> Option<usize> {
+        let slot = Self::slot_of(task)?;
+        (self.task(slot) == Some(task)).then_some(slot)
+    }
+
+    /// Every running task with its slot, in slot order.
+    pub(crate) fn tasks(&self) -> impl Iterator<Item = (usize, TaskId)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| s.task.map(|t| (i, t)))
+    }
+
+    fn is_free(&self, slot: usize) -> bool {
+        let s = &self.slots[slot];
+        s.in_service && s.task.is_none()
+    }
+
+    /// The lowest free slot (on one of `targets`, when given) and a new task id for it; the
+    /// slot is not taken until [`Slots::start`].
+    ///
+    /// # Errors
+    /// [`Error::NoFreeSlot`] when there is none.
+    pub(crate) fn pick(&mut self, targets: Option<&[HostId]>) -> Result<(usize, TaskId), Error> {
+        if self.free == 0 {
+            return Err(Error::NoFreeSlot);
+        }
+        let slot = (0..self.slots.len())
+            .find(|&s| self.is_free(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
+            .ok_or(Error::NoFreeSlot)?;
+        self.next_number += 1;
+        Ok((slot, TaskId { worker: slot as u32 + 1, number: self.next_number }))
+    }
+
+    /// `slot` runs `task` from now on.
+    pub(crate) fn start(&mut self, slot: usize, task: TaskId) {
+        debug_assert!(self.is_free(slot), "slot {slot} is not free");
+        let s = &mut self.slots[slot];
+        s.task = Some(task);
+        self.free -= 1;
+        self.free_on[s.host] -= 1;
+    }
+
+    /// `task` ended: its slot is free again. The slot, or `None` when the task did not run.
+    pub(crate) fn end(&mut self, task: TaskId) -> Option<usize> {
+        let slot = self.running(task)?;
+        let s = &mut self.slots[slot];
+        s.task = None;
+        if s.in_service {
+            self.free += 1;
+            self.free_on[s.host] += 1;
+        }
+        Some(slot)
+    }
+
+    /// Ends every task (the machine was finalized).
+    pub(crate) fn end_all(&mut self) {
+        let running: Vec<TaskId> = self.tasks().map(|(_, t)| t).collect();
+        for t in running {
+            self.end(t);
+        }
+    }
+
+    /// Takes `slot` out of service for good (after its task, if any, ends it is not free).
+    pub(crate) fn retire(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if !s.in_service {
+            return;
+        }
+        s.in_service = false;
+        if s.task.is_none() {
+            self.free -= 1;
+            self.free_on[s.host] -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: &str) -> HostId {
+        HostId::new(n)
+    }
+
+    #[test]
+    fn slots_map_to_hosts_and_task_ids() {
+        let mut l = Slots::grid(2, 2);
+        assert_eq!((l.len(), l.free()), (4, 4));
+        assert_eq!(l.host_of_slot(3), &h("host1"));
+        let (slot, task) = l.pick(Some(&[h("host1")])).unwrap();
+        assert_eq!((slot, task.worker, task.number), (2, 3, 1));
+        l.start(slot, task);
+        assert_eq!(l.host_id(Some(task)), Some(h("host1")));
+        assert_eq!(l.host_id(None), Some(h("spawner")));
+        assert_eq!(l.running(task), Some(2));
+        assert_eq!(l.free(), 3);
+    }
+
+    #[test]
+    fn free_counts_follow_starts_ends_and_retirements() {
+        let mut l = Slots::grid(2, 1);
+        let (s0, t0) = l.pick(None).unwrap();
+        l.start(s0, t0);
+        assert_eq!(l.hosts_with_free_slots(), vec![h("host1")]);
+        let (s1, t1) = l.pick(None).unwrap();
+        l.start(s1, t1);
+        assert_eq!(l.pick(None).unwrap_err(), Error::NoFreeSlot);
+        assert!(l.hosts_with_free_slots().is_empty());
+        assert_eq!(l.end(t0), Some(0));
+        assert_eq!(l.end(t0), None, "a task ends once");
+        assert_eq!(l.free(), 1);
+        // A busy slot retired stays taken after its task ends; an idle one is taken at once.
+        l.retire(s1);
+        assert_eq!(l.end(t1), Some(1));
+        assert_eq!(l.free(), 1);
+        l.retire(s0);
+        assert_eq!((l.free(), l.hosts_with_free_slots()), (0, vec![]));
+        assert_eq!(l.pick(None).unwrap_err(), Error::NoFreeSlot);
+    }
+
+    #[test]
+    fn named_hosts_are_sorted_and_shared() {
+        let l = Slots::named(&[h("b"), h("a"), h("b")], h("a"));
+        assert_eq!(l.hosts(), vec![h("a"), h("b")]);
+        assert_eq!(l.host_id(Some(TaskId { worker: 3, number: 1 })), Some(h("b")));
+        assert_eq!(l.host_id(None), Some(h("a")));
+        assert_eq!(l.hosts_with_free_slots(), vec![h("a"), h("b")]);
+    }
+}
