@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::environment::{ProcessError, StorageError};
 use crate::task::Tid;
 
 /// What a task is blocked on, as shown in a [`DeadlockReport`].
@@ -120,6 +121,10 @@ pub enum Error {
     /// A call was given an argument outside its domain (for example an empty box to optimize
     /// over).
     InvalidArgument(String),
+    /// A mirrored storage path or a task's local storage failed.
+    Storage(StorageError),
+    /// An external program started by a task failed.
+    Process(ProcessError),
 }
 
 impl fmt::Display for Error {
@@ -142,11 +147,47 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("deadline passed"),
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
+            Error::Storage(e) => write!(f, "storage: {e}"),
+            Error::Process(e) => write!(f, "external program: {e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Storage(e) => Some(e),
+            Error::Process(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// ```
+/// fn f() -> Result<(), cos::Error> {
+///     cos::to_abstract_path_in("/elsewhere", &["/mnt/share"])?;
+///     Ok(())
+/// }
+/// assert!(matches!(f(), Err(cos::Error::Storage(_))));
+/// ```
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(e)
+    }
+}
+
+/// ```
+/// fn f() -> Result<(), cos::Error> {
+///     cos::ProcessGroup::start(&mut std::process::Command::new("no-such-program-x"))?;
+///     Ok(())
+/// }
+/// assert!(matches!(f(), Err(cos::Error::Process(_))));
+/// ```
+impl From<ProcessError> for Error {
+    fn from(e: ProcessError) -> Self {
+        Error::Process(e)
+    }
+}
 
 /// The text of a panic payload.
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
