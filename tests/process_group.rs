@@ -43,8 +43,8 @@ fn assert_grandchild_gone(pid: i32) {
         if rc == pid {
             break;
         }
-        if rc < 0 {
-            // Already reaped by someone else (not ours): only its absence matters.
+        if rc < 0 && !alive(pid) {
+            // Not (yet) our child, and gone.
             break;
         }
         assert!(Instant::now() < deadline, "grandchild {pid} still runs");
@@ -207,4 +207,21 @@ fn the_program_runs_in_the_tasks_working_directory() {
     assert_eq!(Path::new(&pwd(&mut g)), std::env::current_dir().unwrap().canonicalize().unwrap());
     cos::cleanup(env).unwrap();
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_worker_thread_that_dies_without_cleaning_up_takes_the_group_with_it() {
+    become_subreaper();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // As if the worker were killed: the guard is never dropped, kill_all never called.
+    let worker = std::thread::spawn(move || {
+        let (g, grandchild) = simulator_with_a_child("");
+        tx.send((g.id(), grandchild)).unwrap();
+        std::mem::forget(g);
+    });
+    worker.join().unwrap();
+    let (leader, grandchild) = rx.recv().unwrap();
+    assert_grandchild_gone(grandchild);
+    // The leader was our child; reap it the same way.
+    assert_grandchild_gone(leader as i32);
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver};
 
 use crate::environment::prepare::task_working_dir;
+use crate::environment::watchdog;
 use crate::environment::{ProcessError, ProcessErrorKind};
 
 /// How long a group has between SIGTERM and SIGKILL.
@@ -30,6 +31,8 @@ struct Inner {
     child: Child,
     /// A pidfd of the leader, readable once it has ended (Linux 5.3 and later).
     pidfd: Option<OwnedFd>,
+    /// The group's watchdog process (see `watchdog`), reaped with the leader.
+    watchdog: Option<libc::pid_t>,
     status: Option<ExitStatus>,
     killed: bool,
 }
@@ -56,6 +59,9 @@ impl Inner {
     /// the leader.
     fn reap(&mut self) {
         signal_group(self.pid(), libc::SIGKILL);
+        if let Some(w) = self.watchdog.take() {
+            watchdog::reap(w);
+        }
         // The leader has ended or got SIGKILL, so this returns.
         match self.child.wait() {
             Ok(s) => self.status = Some(s),
@@ -205,8 +211,10 @@ impl ProcessGroup {
     /// Its working directory is, unless `command` sets one, the current task's
     /// ([`task_working_dir`]), so nothing depends on the worker's own working directory,
     /// which its threads share. Its standard error is captured: the last 8 KiB come with a
-    /// failure. The leader also gets SIGKILL when the thread that started it ends
-    /// (`PR_SET_PDEATHSIG`, Linux), so a worker that dies does not leave it running.
+    /// failure. When the thread that started it ends without ending the group (the worker
+    /// crashed or was killed), the whole group is ended all the same: the leader gets SIGKILL
+    /// (`PR_SET_PDEATHSIG`, Linux), and a small watchdog process that joined the group ends
+    /// the rest (SIGTERM, SIGKILL after [`KILL_GRACE`]).
     ///
     /// # Errors
     /// [`ProcessErrorKind::NotFound`] naming the program when it does not exist on this host,
@@ -269,8 +277,13 @@ impl ProcessGroup {
                 log::warn!(target: "cos", "standard error of {program} not captured: {e}");
             }
         }
-        let pidfd = pidfd_open(child.id() as libc::pid_t);
-        let inner = Arc::new(Mutex::new(Inner { child, pidfd, status: None, killed: false }));
+        let pid = child.id() as libc::pid_t;
+        let pidfd = pidfd_open(pid);
+        let watchdog = watchdog::start(pid, KILL_GRACE);
+        if watchdog.is_none() {
+            log::warn!(target: "cos", "no watchdog for the process group of {program}: {}", io::Error::last_os_error());
+        }
+        let inner = Arc::new(Mutex::new(Inner { child, pidfd, watchdog, status: None, killed: false }));
         let _ = REGISTRY.try_with(|r| {
             let mut r = r.borrow_mut();
             r.retain(|w| w.strong_count() > 0);

@@ -46,6 +46,7 @@ mod prepare;
 mod process_error;
 mod spec;
 pub(crate) mod user;
+mod watchdog;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use external::{die_with_parent, kill_all, ProcessGroup, KILL_GRACE};
