@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::environment::{ProcessError, StorageError};
 use crate::task::Tid;
 use crate::vm::{LostWorker, MachineError, RemoteError};
 
@@ -120,6 +121,10 @@ pub enum Error {
     Timeout,
     /// The local task overflowed its stack (it hit its guard page).
     StackOverflow(Tid),
+    /// A mirrored storage path or a task's local storage failed.
+    Storage(StorageError),
+    /// An external program started by a task failed.
+    Process(ProcessError),
 }
 
 impl fmt::Display for Error {
@@ -141,6 +146,8 @@ impl fmt::Display for Error {
             Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
             Error::Timeout => f.write_str("deadline passed"),
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
+            Error::Storage(e) => write!(f, "storage: {e}"),
+            Error::Process(e) => write!(f, "external program: {e}"),
         }
     }
 }
@@ -151,8 +158,36 @@ impl std::error::Error for Error {
             Error::Vm(e) => Some(e),
             Error::Remote(e) => Some(e),
             Error::WorkerLost(e) => Some(e),
+            Error::Storage(e) => Some(e),
+            Error::Process(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// ```
+/// fn f() -> Result<(), cos::Error> {
+///     cos::to_abstract_path_in("/elsewhere", &["/mnt/share"])?;
+///     Ok(())
+/// }
+/// assert!(matches!(f(), Err(cos::Error::Storage(_))));
+/// ```
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(e)
+    }
+}
+
+/// ```
+/// fn f() -> Result<(), cos::Error> {
+///     cos::ProcessGroup::start(&mut std::process::Command::new("no-such-program-x"))?;
+///     Ok(())
+/// }
+/// assert!(matches!(f(), Err(cos::Error::Process(_))));
+/// ```
+impl From<ProcessError> for Error {
+    fn from(e: ProcessError) -> Self {
+        Error::Process(e)
     }
 }
 

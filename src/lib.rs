@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 mod dispatch;
+pub mod environment;
 mod error;
 mod os;
 mod scheduler;
@@ -48,6 +49,12 @@ mod task;
 mod vm;
 
 pub use dispatch::{dispatch, dispatch_single, job, Collected, Dispatch, Job};
+pub use environment::{
+    cleanup, clear_local_storage, clear_local_storage_in, die_with_parent, kill_all, local_storage_root,
+    prepare, prepare_in, task_storage, task_working_dir, EnteredEnvironment, EnvironmentSpec, MirrorEntry,
+    ProcessError, ProcessErrorKind, ProcessGroup, StartupDir, StorageError, StorageErrorKind,
+    TaskEnvironment, WorkerIdentity, KILL_GRACE,
+};
 pub use error::{DeadlockReport, Error, WaitReason};
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
