@@ -117,6 +117,15 @@ pub enum Error {
     Timeout,
     /// The local task overflowed its stack (it hit its guard page).
     StackOverflow(Tid),
+    /// The call cannot be made where it was made (for example a spawn from a destructor the
+    /// scheduler runs, or from a machine's own code); see [`crate::Context`].
+    WrongContext(crate::Context),
+    /// The machine cannot be replaced or removed while remote tasks run (those waiting for a
+    /// slot included).
+    MachineInUse {
+        /// The remote tasks that have not finished.
+        remote_tasks: usize,
+    },
     /// A call was given an argument outside its domain (for example an empty box to optimize
     /// over).
     InvalidArgument(String),
@@ -141,6 +150,10 @@ impl fmt::Display for Error {
             Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
             Error::Timeout => f.write_str("deadline passed"),
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
+            Error::WrongContext(c) => write!(f, "this call cannot be made from {c}"),
+            Error::MachineInUse { remote_tasks } => {
+                write!(f, "the machine is in use by {remote_tasks} remote tasks")
+            }
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
         }
     }

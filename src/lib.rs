@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+mod context;
 mod dispatch;
 mod error;
 pub mod optimize;
@@ -48,12 +49,13 @@ mod syscall;
 mod task;
 mod vm;
 
+pub use context::{context, Context};
 pub use dispatch::{dispatch, dispatch_single, job, Collected, Dispatch, Job};
 pub use error::{DeadlockReport, Error, WaitReason};
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
-    local_task_count, remote_task_count, set_stack_size, set_vm, slots, spawn, stack_size, task_count, tid,
-    try_join, try_join_any, with_vm, yield_now,
+    local_task_count, remote_task_count, remove_vm, set_stack_size, set_vm, slots, spawn, stack_size,
+    task_count, tid, try_join, try_join_any, with_vm, yield_now,
 };
 pub use spawn::{spawn_remote, Spawn, Spawned};
 pub use spawner_call::spawner_call;

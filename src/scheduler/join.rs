@@ -10,10 +10,17 @@ use crate::task::{Joined, Tid};
 
 impl Scheduler {
     /// PyOPUS's Join: at most one finished child, the lowest tid first; an empty list means any
-    /// child; a blocking join with nothing finished waits until a matching child finishes.
-    pub(crate) fn handle_join(&mut self, tid: Tid, tids: Tids, block: bool, deadline: Option<Instant>) {
+    /// child; a blocking join with nothing finished waits until a matching child finishes. A
+    /// join that is an error is answered at once (`Some`), before any other task runs.
+    pub(crate) fn handle_join(
+        &mut self,
+        tid: Tid,
+        tids: Tids,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Option<SysReturn> {
         match self.find_finished(tid, tids.as_slice()) {
-            Err(e) => self.reply(tid, SysReturn::Joined(Err(e))),
+            Err(e) => return Some(SysReturn::Joined(Err(e))),
             Ok(Some(joined)) => self.reply(tid, SysReturn::Joined(Ok(Some(joined)))),
             Ok(None) if !block || self.has_no_children(tid, tids.as_slice()) => {
                 self.reply(tid, SysReturn::Joined(Ok(None)))
@@ -29,6 +36,7 @@ impl Scheduler {
                 }
             }
         }
+        None
     }
 
     fn has_no_children(&self, tid: Tid, tids: &[Tid]) -> bool {
@@ -50,7 +58,7 @@ impl Scheduler {
                 if child.parent != tid {
                     return Err(Error::NotAChild { tid: t, caller: tid });
                 }
-            } else if self.tasks[&tid].finished.contains_key(&t) {
+            } else if self.tasks.get(&tid).is_some_and(|me| me.finished.contains_key(&t)) {
                 lowest = Some(lowest.map_or(t, |l| l.min(t)));
             } else {
                 return Err(Error::UnknownTask(t));

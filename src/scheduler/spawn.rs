@@ -3,7 +3,7 @@
 use crate::error::Error;
 use crate::scheduler::Scheduler;
 use crate::syscall::{RemoteSpawn, SpawnCall, SpawnInfo, SysReturn};
-use crate::task::table::{Body, Entry, Remote, State, Wait};
+use crate::task::table::{Body, Remote, State, Wait};
 use crate::task::{LocalTask, Tid};
 use crate::vm::{HostId, TaskId};
 
@@ -27,12 +27,10 @@ impl Scheduler {
 
     /// Adds a local task (or turns the reserved entry `tid` into one) and schedules it.
     fn add_local_as(&mut self, parent: Tid, tid: Tid, task: LocalTask) {
-        match self.tasks.get_mut(&tid) {
-            Some(e) => e.body = Body::Local(Some(task)),
-            None => {
-                self.tasks.insert(tid, Entry::new(parent, Body::Local(Some(task))));
-                self.tasks.get_mut(&parent).expect("spawner present").children += 1;
-            }
+        if self.tasks.contains_key(&tid) {
+            self.tasks.set_body(tid, Body::Local(Some(task)));
+        } else {
+            self.tasks.insert_child(parent, tid, Body::Local(Some(task)));
         }
         log::debug!(target: "cos", "task {parent} spawned local task {tid}");
         self.schedule(tid);
@@ -57,12 +55,10 @@ impl Scheduler {
             Ok((task_id, host)) => {
                 let tid = spawn.reserved.unwrap_or_else(|| self.new_tid());
                 let remote = Remote { decode: spawn.decode, result: None };
-                match self.tasks.get_mut(&tid) {
-                    Some(e) => e.body = Body::Remote(remote),
-                    None => {
-                        self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
-                        self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
-                    }
+                if self.tasks.contains_key(&tid) {
+                    self.tasks.set_body(tid, Body::Remote(remote));
+                } else {
+                    self.tasks.insert_child(spawner, tid, Body::Remote(remote));
                 }
                 self.remote.insert(task_id, tid);
                 if let Some(limit) = spawn.limit {
@@ -126,8 +122,7 @@ impl Scheduler {
         } else if spawn.reserved.is_none() {
             let tid = self.new_tid();
             let remote = Remote { decode: spawn.decode, result: None };
-            self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
-            self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
+            self.tasks.insert_child(spawner, tid, Body::Remote(remote));
             spawn.reserved = Some(tid);
             self.reply(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: host.clone() })));
         }

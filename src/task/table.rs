@@ -185,5 +185,112 @@ impl Hasher for TidHasher {
 /// A hash map keyed by small integers (tids, machine task ids).
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<TidHasher>>;
 
-/// Every task that has not finished, by tid.
-pub(crate) type TaskTable = FastMap<Tid, Entry>;
+/// Every task that has not finished, by tid, with its counts kept as entries come and go (and
+/// published for the calls that cannot borrow the scheduler, see [`crate::context`]).
+///
+/// Invariants it keeps: `remote` is the number of entries whose body is [`Body::Remote`]; a
+/// child added with [`insert_child`](Self::insert_child) counts in its parent's `children`,
+/// and [`remove`](Self::remove) takes it out of that count again.
+pub(crate) struct TaskTable {
+    map: FastMap<Tid, Entry>,
+    remote: usize,
+}
+
+impl TaskTable {
+    /// A table holding the main program's entry only.
+    pub(crate) fn new() -> Self {
+        let mut map = FastMap::default();
+        map.insert(Tid::MAIN, Entry::new(Tid::SCHEDULER, Body::Main));
+        let table = TaskTable { map, remote: 0 };
+        table.publish();
+        table
+    }
+
+    fn publish(&self) {
+        crate::context::set_counts(self.map.len(), self.remote);
+    }
+
+    /// Unfinished remote tasks (those waiting for a slot included).
+    pub(crate) fn remote_count(&self) -> usize {
+        self.remote
+    }
+
+    pub(crate) fn get(&self, tid: &Tid) -> Option<&Entry> {
+        self.map.get(tid)
+    }
+
+    pub(crate) fn get_mut(&mut self, tid: &Tid) -> Option<&mut Entry> {
+        self.map.get_mut(tid)
+    }
+
+    pub(crate) fn contains_key(&self, tid: &Tid) -> bool {
+        self.map.contains_key(tid)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Tid, &Entry)> {
+        self.map.iter()
+    }
+
+    /// Adds `parent`'s new child `tid` running `body`.
+    ///
+    /// # Panics
+    /// When `parent` has no entry (a spawner is always present while it spawns).
+    pub(crate) fn insert_child(&mut self, parent: Tid, tid: Tid, body: Body) {
+        self.remote += usize::from(matches!(body, Body::Remote(_)));
+        let old = self.map.insert(tid, Entry::new(parent, body));
+        debug_assert!(old.is_none(), "tid {tid} reused");
+        self.map.get_mut(&parent).expect("spawner present").children += 1;
+        self.publish();
+    }
+
+    /// Gives `tid` a new body (a reserved remote task that starts, locally or remotely).
+    pub(crate) fn set_body(&mut self, tid: Tid, body: Body) {
+        let Some(e) = self.map.get_mut(&tid) else { return };
+        let was = usize::from(e.is_remote());
+        let now = usize::from(matches!(body, Body::Remote(_)));
+        e.body = body;
+        self.remote = self.remote + now - was;
+        self.publish();
+    }
+
+    /// Takes a finished task's entry out; its parent, if still there, counts one running child
+    /// less.
+    pub(crate) fn remove(&mut self, tid: Tid) -> Option<Entry> {
+        let entry = self.map.remove(&tid)?;
+        self.remote -= usize::from(entry.is_remote());
+        if let Some(parent) = self.map.get_mut(&entry.parent) {
+            parent.children -= 1;
+        }
+        self.shrink();
+        self.publish();
+        Some(entry)
+    }
+
+    /// Gives memory back once most tasks of a large burst have finished: a table sized for a
+    /// million tasks would keep every later lookup spread over megabytes.
+    fn shrink(&mut self) {
+        let capacity = self.map.capacity();
+        if capacity > 4096 && self.map.len() < capacity / 16 {
+            self.map.shrink_to(self.map.len() * 2);
+        }
+    }
+
+    /// Takes every finished, unjoined value out, for the OS teardown.
+    pub(crate) fn take_finished(&mut self) -> Vec<Outcome> {
+        self.map
+            .values_mut()
+            .flat_map(|e| std::mem::replace(&mut e.finished, Finished::Empty).into_values())
+            .collect()
+    }
+
+    /// Takes every suspended local task out, for the OS teardown.
+    pub(crate) fn take_locals(&mut self) -> Vec<LocalTask> {
+        self.map
+            .values_mut()
+            .filter_map(|e| match &mut e.body {
+                Body::Local(slot) => slot.take(),
+                _ => None,
+            })
+            .collect()
+    }
+}
