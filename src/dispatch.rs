@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::os;
+use crate::scheduler::table::FastMap;
 use crate::spawn::Spawn;
-use crate::task::table::FastMap;
 use crate::task::Tid;
 use crate::vm::message::decode;
 use crate::vm::{HostId, RemoteCall, RemoteFn};

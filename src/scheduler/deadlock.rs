@@ -1,9 +1,10 @@
 //! What the loop does when no task can run and nothing outside can wake one.
 
 use crate::error::{DeadlockReport, Error, WaitReason};
+use crate::scheduler::queues::Waiter;
+use crate::scheduler::table::{State, Wait};
 use crate::scheduler::Scheduler;
 use crate::syscall::SysReturn;
-use crate::task::table::{State, Wait};
 use crate::task::Tid;
 
 impl Scheduler {
@@ -29,7 +30,7 @@ impl Scheduler {
         let was = std::mem::replace(&mut main.state, State::Runnable);
         match was {
             State::Waiting(Wait::Slot(_)) => {
-                self.unqueue_spawner(Tid::MAIN);
+                self.queues.remove(Waiter::Spawner(Tid::MAIN));
                 SysReturn::Spawned(Err(error))
             }
             _ => SysReturn::Joined(Err(error)),

@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use crate::error::Error;
+use crate::scheduler::table::{State, Wait};
 use crate::scheduler::Scheduler;
 use crate::syscall::{SysReturn, Tids};
-use crate::task::table::{State, Wait};
 use crate::task::{Joined, Tid};
 
 impl Scheduler {
@@ -32,7 +32,7 @@ impl Scheduler {
                     e.deadline = deadline;
                 }
                 if let Some(at) = deadline {
-                    self.timers.insert((at, tid));
+                    self.timers.insert(at, tid);
                 }
             }
         }
@@ -40,7 +40,7 @@ impl Scheduler {
     }
 
     fn has_no_children(&self, tid: Tid, tids: &[Tid]) -> bool {
-        tids.is_empty() && self.tasks.get(&tid).is_some_and(|e| e.children == 0 && e.finished.is_empty())
+        tids.is_empty() && self.tasks.get(&tid).is_some_and(|e| e.children() == 0 && e.finished.is_empty())
     }
 
     /// Checks the listed tids and takes the lowest finished one out of the caller's map.

@@ -8,21 +8,25 @@ mod cancel;
 mod deadlock;
 mod graveyard;
 mod join;
+mod queues;
 mod remote;
 mod spawn;
+pub(crate) mod table;
+mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::scheduler::queues::SpawnQueues;
+use crate::scheduler::table::{Entry, FastMap, State, TaskTable, Wait};
+use crate::scheduler::timers::Timers;
 use crate::syscall::{SysCall, SysReturn};
-use crate::task::table::{Body, Entry, FastMap, State, TaskTable, Wait};
 use crate::task::{Joined, LocalTask, Outcome, StackPool, Step, Tid};
-use crate::vm::{HostId, TaskId, VirtualMachine};
+use crate::vm::{TaskId, VirtualMachine};
 
 pub(crate) use graveyard::Graveyard;
-pub(crate) use spawn::Queued;
 
 /// What the driver does next.
 pub(crate) enum Next {
@@ -43,19 +47,15 @@ pub(crate) struct Scheduler {
     pub(crate) vm: Option<Box<dyn VirtualMachine>>,
     /// Remote tasks started in the machine, by their machine task id.
     pub(crate) remote: FastMap<TaskId, Tid>,
-    /// Spawns waiting for a free slot on any host, oldest first.
-    pub(crate) queue_any: VecDeque<Queued>,
-    /// Spawns waiting for a free slot on a given host, oldest first.
-    pub(crate) queue_host: BTreeMap<HostId, VecDeque<Queued>>,
-    /// Orders queued spawns across queues.
-    pub(crate) queue_seq: u64,
+    /// Spawns waiting for a free slot.
+    pub(crate) queues: SpawnQueues,
     /// Values the scheduler let go of (orphans' values, unjoined children of finished tasks);
     /// the driver drops them once the scheduler is no longer borrowed.
     dropped: Vec<Outcome>,
     /// Cancelled local tasks, unwound by the driver outside the scheduler's borrow.
     pub(crate) unwind: Vec<LocalTask>,
     /// Deadlines of blocked joins and of remote tasks, earliest first.
-    pub(crate) timers: BTreeSet<(Instant, Tid)>,
+    pub(crate) timers: Timers,
 }
 
 impl Scheduler {
@@ -68,12 +68,10 @@ impl Scheduler {
             stacks: StackPool::new(),
             vm: None,
             remote: FastMap::default(),
-            queue_any: VecDeque::new(),
-            queue_host: BTreeMap::new(),
-            queue_seq: 0,
+            queues: SpawnQueues::default(),
             dropped: Vec::new(),
             unwind: Vec::new(),
-            timers: BTreeSet::new(),
+            timers: Timers::default(),
         }
     }
 
@@ -106,7 +104,7 @@ impl Scheduler {
         if let Some(e) = self.tasks.get_mut(&tid) {
             e.sendval = answer;
             if let Some(at) = e.deadline.take() {
-                self.timers.remove(&(at, tid));
+                self.timers.remove(at, tid);
             }
             Self::enqueue_entry(&mut self.ready, tid, e);
         }
@@ -132,7 +130,7 @@ impl Scheduler {
                 self.expire_timers();
             }
             let Some(tid) = self.ready.pop_front() else {
-                if let Some(&(at, _)) = self.timers.first() {
+                if let Some(at) = self.timers.earliest() {
                     // Nothing can run and no machine message can come: only time passes.
                     std::thread::sleep(at.saturating_duration_since(Instant::now()));
                     continue;
@@ -142,18 +140,13 @@ impl Scheduler {
             let Some(e) = self.tasks.get_mut(&tid) else { continue };
             e.scheduled = false;
             let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
-            match &mut e.body {
-                Body::Main => {
-                    self.current = Tid::MAIN;
-                    return Next::Main(input);
-                }
-                Body::Local(slot) => {
-                    if let Some(task) = slot.take() {
-                        self.current = tid;
-                        return Next::Run(tid, task, input);
-                    }
-                }
-                Body::Remote(_) => {}
+            if e.is_main() {
+                self.current = Tid::MAIN;
+                return Next::Main(input);
+            }
+            if let Some(task) = e.local_slot().and_then(Option::take) {
+                self.current = tid;
+                return Next::Run(tid, task, input);
             }
         }
     }
@@ -166,7 +159,7 @@ impl Scheduler {
             Step::Call(SysCall::Yield) => {
                 // The commonest call, handled with the entry at hand.
                 let e = self.tasks.get_mut(&tid)?;
-                if let Body::Local(slot) = &mut e.body {
+                if let Some(slot) = e.local_slot() {
                     *slot = Some(task);
                 }
                 Self::enqueue_entry(&mut self.ready, tid, e);
@@ -176,7 +169,7 @@ impl Scheduler {
                     self.current = tid;
                     return Some(Next::Run(tid, task, answer));
                 }
-                if let Some(Body::Local(slot)) = self.tasks.get_mut(&tid).map(|e| &mut e.body) {
+                if let Some(slot) = self.tasks.get_mut(&tid).and_then(Entry::local_slot) {
                     *slot = Some(task);
                 }
             }

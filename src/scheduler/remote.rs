@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::scheduler::table::Entry;
 use crate::scheduler::Scheduler;
-use crate::task::table::Body;
 use crate::vm::{Message, TaskId};
 
 impl Scheduler {
@@ -19,10 +19,10 @@ impl Scheduler {
             }
             let block = self.ready.is_empty();
             // A blocking wait lasts at most until the earliest deadline.
-            let timeout = match (block, self.timers.first()) {
+            let timeout = match (block, self.timers.earliest()) {
                 (false, _) => Some(Duration::ZERO),
                 (true, None) => None,
-                (true, Some(&(at, _))) => Some(at.saturating_duration_since(std::time::Instant::now())),
+                (true, Some(at)) => Some(at.saturating_duration_since(std::time::Instant::now())),
             };
             match vm.receive_message(timeout) {
                 Ok(Some((from, msg))) => self.on_message(from, msg),
@@ -43,7 +43,7 @@ impl Scheduler {
         match msg {
             Message::TaskResult(result) => {
                 let Some(&tid) = self.remote.get(&from) else { return };
-                if let Some(Body::Remote(r)) = self.tasks.get_mut(&tid).map(|e| &mut e.body) {
+                if let Some(r) = self.tasks.get_mut(&tid).and_then(Entry::remote_mut) {
                     log::debug!(target: "cos", "result of remote task {tid} ({from}) received");
                     r.result = Some(match result {
                         Ok(bytes) => (r.decode)(&bytes),
@@ -79,10 +79,7 @@ impl Scheduler {
     /// A remote task ended: finish it like a local one, then serve one waiting spawn.
     fn remote_ended(&mut self, id: TaskId, forced: Option<crate::task::Outcome>) {
         let Some(tid) = self.remote.remove(&id) else { return };
-        let stored = match self.tasks.get_mut(&tid).map(|e| &mut e.body) {
-            Some(Body::Remote(r)) => r.result.take(),
-            _ => None,
-        };
+        let stored = self.tasks.get_mut(&tid).and_then(Entry::remote_mut).and_then(|r| r.result.take());
         let outcome = match (forced, stored) {
             (Some(f), None) => f,
             (_, Some(s)) => s,

@@ -1,9 +1,8 @@
-//! Tasks: ids and handles, the task table, and local coroutines.
+//! Tasks: ids and handles, and local coroutines.
 
 pub(crate) mod coroutine;
 mod id;
 mod overflow;
-pub(crate) mod table;
 
 pub(crate) use coroutine::{LocalTask, StackPool, Step};
 pub use id::{Joined, Outcome, Task, Tid, Value};

@@ -1,4 +1,5 @@
-//! The task table: every task that has not finished, by tid.
+//! The task table: every task that has not finished, by tid, and the invariants that tie the
+//! entries together (child counts, the count of remote tasks).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -6,7 +7,7 @@ use std::time::Instant;
 
 use crate::syscall::{SysReturn, Tids};
 use crate::task::{LocalTask, Outcome, Tid};
-use crate::vm::HostId;
+use crate::vm::{HostId, TaskId};
 
 /// What a blocked task waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,8 @@ pub(crate) struct Remote {
     pub decode: fn(&[u8]) -> Outcome,
     /// Its result, once the result message came (the exit message finishes it).
     pub result: Option<Outcome>,
+    /// Its id in the machine once it started; `None` while it waits for a slot.
+    pub id: Option<TaskId>,
 }
 
 /// What runs a task.
@@ -44,17 +47,18 @@ pub(crate) enum Body {
     Remote(Remote),
 }
 
-/// One task that has not finished.
+/// One task that has not finished. Its body and its count of running children change only
+/// through the [`TaskTable`], which keeps the counts that depend on them.
 pub(crate) struct Entry {
     pub parent: Tid,
     /// Running children.
-    pub children: usize,
+    children: usize,
     /// Finished children not joined yet; the lowest tid is joined first.
     pub finished: Finished,
     pub state: State,
     /// Whether it is in the ready queue (a task is never queued twice).
     pub scheduled: bool,
-    pub body: Body,
+    body: Body,
     /// The answer it gets when it next runs.
     pub sendval: SysReturn,
     /// When its blocking join gives up (local tasks), or when it is cancelled (remote tasks).
@@ -77,6 +81,39 @@ impl Entry {
 
     pub(crate) fn is_remote(&self) -> bool {
         matches!(self.body, Body::Remote(_))
+    }
+
+    pub(crate) fn is_main(&self) -> bool {
+        matches!(self.body, Body::Main)
+    }
+
+    /// Running children.
+    pub(crate) fn children(&self) -> usize {
+        self.children
+    }
+
+    /// A local task's coroutine slot (`None` inside while the task runs).
+    pub(crate) fn local_slot(&mut self) -> Option<&mut Option<LocalTask>> {
+        match &mut self.body {
+            Body::Local(slot) => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// A remote task's record.
+    pub(crate) fn remote(&self) -> Option<&Remote> {
+        match &self.body {
+            Body::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A remote task's record, to store its result or machine id.
+    pub(crate) fn remote_mut(&mut self) -> Option<&mut Remote> {
+        match &mut self.body {
+            Body::Remote(r) => Some(r),
+            _ => None,
+        }
     }
 }
 
@@ -292,5 +329,55 @@ impl TaskTable {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote() -> Body {
+        Body::Remote(Remote { decode: |_| Ok(crate::task::Value::new(())), result: None, id: None })
+    }
+
+    #[test]
+    fn children_and_remote_counts_follow_the_entries() {
+        let mut t = TaskTable::new();
+        assert_eq!((t.map.len(), t.remote_count()), (1, 0));
+        t.insert_child(Tid::MAIN, Tid(2), remote());
+        t.insert_child(Tid::MAIN, Tid(3), Body::Local(None));
+        t.insert_child(Tid(3), Tid(4), remote());
+        assert_eq!(t.get(&Tid::MAIN).unwrap().children(), 2);
+        assert_eq!(t.get(&Tid(3)).unwrap().children(), 1);
+        assert_eq!(t.remote_count(), 2);
+        assert_eq!((crate::context::task_count(), crate::context::remote_count()), (4, 2));
+        // A reserved remote task that starts locally stops counting as remote.
+        t.set_body(Tid(2), Body::Local(None));
+        assert_eq!(t.remote_count(), 1);
+        assert!(t.get_mut(&Tid(2)).unwrap().local_slot().is_some());
+        // Removing a parent leaves its running child an orphan; removing the child then
+        // touches no other count.
+        assert!(t.remove(Tid(3)).is_some());
+        assert_eq!(t.get(&Tid::MAIN).unwrap().children(), 1);
+        assert!(t.remove(Tid(4)).is_some());
+        assert_eq!((t.map.len(), t.remote_count()), (2, 0));
+        assert!(t.remove(Tid(4)).is_none(), "a tid leaves once");
+        assert!(t.remove(Tid(2)).is_some());
+        assert_eq!(t.get(&Tid::MAIN).unwrap().children(), 0);
+        assert_eq!((crate::context::task_count(), crate::context::remote_count()), (1, 0));
+    }
+
+    #[test]
+    fn finished_children_are_joined_lowest_tid_first() {
+        let mut f = Finished::Empty;
+        for tid in [7, 3, 5] {
+            f.insert(Tid(tid), Ok(crate::task::Value::new(tid)));
+        }
+        assert_eq!(f.len(), 3);
+        assert!(f.remove(&Tid(5)).is_some());
+        assert!(!f.contains_key(&Tid(5)));
+        assert_eq!(f.pop_first().map(|(t, _)| t), Some(Tid(3)));
+        assert_eq!(f.pop_first().map(|(t, _)| t), Some(Tid(7)));
+        assert!(f.is_empty());
     }
 }
