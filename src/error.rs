@@ -119,7 +119,7 @@ pub enum Error {
     StackOverflow(Tid),
     /// The call cannot be made where it was made (for example a spawn from a destructor the
     /// scheduler runs, or from a machine's own code); see [`crate::Context`].
-    WrongContext(crate::Context),
+    WrongContext(crate::context::Context),
     /// The machine cannot be replaced or removed while remote tasks run (those waiting for a
     /// slot included).
     MachineInUse {

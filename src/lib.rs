@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 mod context;
+mod coroutine;
 mod dispatch;
 mod error;
 pub mod optimize;

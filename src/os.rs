@@ -9,11 +9,13 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use crate::context::{self, Context};
+use crate::coroutine::suspend;
+use crate::coroutine::LocalTask;
+use crate::coroutine::{SpawnCall, SysCall};
 use crate::error::Error;
 use crate::scheduler::{Next, Scheduler};
-use crate::syscall::{SpawnCall, SpawnInfo, SysCall, SysReturn, Tids};
-use crate::task::coroutine::suspend;
-use crate::task::{Joined, LocalTask, Outcome, Task, Tid, Value};
+use crate::syscall::{SpawnInfo, SysReturn, Tids};
+use crate::task::{Joined, Outcome, Task, Tid, Value};
 use crate::vm::{HostId, VirtualMachine};
 
 thread_local! {

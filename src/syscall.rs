@@ -1,16 +1,20 @@
 //! System calls: what a task hands the scheduler, and what it gets back.
+//!
+//! The calls are generic in `L`, the local task a spawn carries, so that this module does not
+//! depend on the coroutine layer that carries the calls (which names them `SysCall` and
+//! `SpawnCall` with its `LocalTask`).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::task::{Joined, LocalTask, Outcome, Tid};
+use crate::task::{Joined, Outcome, Tid};
 use crate::vm::{HostId, RemoteCall, TaskId};
 
 /// A system call. The scheduler handles it on behalf of the calling task.
-pub(crate) enum SysCall {
+pub(crate) enum SysCallOf<L> {
     /// Start a new task.
-    Spawn(SpawnCall),
+    Spawn(SpawnCallOf<L>),
     /// Go to the back of the ready queue.
     Yield,
     /// Join one finished child (PyOPUS's `Join(tidList, block)`).
@@ -42,9 +46,9 @@ impl Tids {
 }
 
 /// What a spawn starts.
-pub(crate) enum SpawnCall {
+pub(crate) enum SpawnCallOf<L> {
     /// A local task, already built on a stack from the pool.
-    Local(LocalTask),
+    Local(L),
     /// A registered function that may run remotely.
     Remote(Box<RemoteSpawn>),
 }

@@ -3,8 +3,9 @@
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::context::{self, Context};
-use crate::task::coroutine::discard_panic;
-use crate::task::{LocalTask, Outcome};
+use crate::coroutine::discard_panic;
+use crate::coroutine::LocalTask;
+use crate::task::Outcome;
 
 /// Values (orphans' values, the unjoined values of a finished task) and cancelled tasks the
 /// scheduler let go of. Dropping the graveyard destroys them in [`Context::Scheduler`] (or the

@@ -18,12 +18,14 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::context::Context;
+use crate::coroutine::SysCall;
+use crate::coroutine::{Ended, LocalTask, StackPool, Step};
 use crate::error::Error;
 use crate::scheduler::queues::SpawnQueues;
 use crate::scheduler::table::{Entry, FastMap, State, TaskTable, Wait};
 use crate::scheduler::timers::Timers;
-use crate::syscall::{SysCall, SysReturn};
-use crate::task::{Joined, LocalTask, Outcome, StackPool, Step, Tid};
+use crate::syscall::SysReturn;
+use crate::task::{Joined, Outcome, Tid};
 use crate::vm::{TaskId, VirtualMachine};
 
 pub(crate) use graveyard::Graveyard;
@@ -173,11 +175,16 @@ impl Scheduler {
                     *slot = Some(task);
                 }
             }
-            Step::Done(outcome) => {
+            Step::Done(ended) => {
                 log::debug!(target: "cos", "local task {tid} finished");
                 if let Some(stack) = task.into_stack() {
                     self.stacks.give(stack);
                 }
+                let outcome = match ended {
+                    Ended::Returned(outcome) => outcome,
+                    Ended::Panicked(message) => Err(Error::Panicked { tid, message }),
+                    Ended::Overflowed => Err(Error::StackOverflow(tid)),
+                };
                 self.finish(tid, outcome);
             }
         }

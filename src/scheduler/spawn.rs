@@ -1,11 +1,13 @@
 //! The Spawn system call: local tasks, remote tasks, and spawns waiting for a free slot.
 
+use crate::coroutine::LocalTask;
+use crate::coroutine::SpawnCall;
 use crate::error::Error;
 use crate::scheduler::queues::Queued;
 use crate::scheduler::table::{Body, Remote, State, Wait};
 use crate::scheduler::Scheduler;
-use crate::syscall::{RemoteSpawn, SpawnCall, SpawnInfo, SysReturn};
-use crate::task::{LocalTask, Tid};
+use crate::syscall::{RemoteSpawn, SpawnInfo, SysReturn};
+use crate::task::Tid;
 use crate::vm::{HostId, TaskId};
 
 impl Scheduler {

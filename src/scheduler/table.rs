@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
+use crate::coroutine::LocalTask;
 use crate::syscall::{SysReturn, Tids};
-use crate::task::{LocalTask, Outcome, Tid};
+use crate::task::{Outcome, Tid};
 use crate::vm::{HostId, TaskId};
 
 /// What a blocked task waits for.

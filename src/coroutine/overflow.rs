@@ -105,7 +105,7 @@ mod imp {
         // SAFETY: we are a SIGSEGV/SIGBUS handler on the faulting thread, on its alternate
         // signal stack (SA_ONSTACK, and `install` gave every thread that runs tasks one), and
         // we set the returned registers in the interrupted context right below.
-        if let Some(regs) = unsafe { crate::task::coroutine::trap_stack_overflow(sp, fault) } {
+        if let Some(regs) = unsafe { crate::coroutine::trap_stack_overflow(sp, fault) } {
             gregs[libc::REG_RIP as usize] = regs.rip as i64;
             gregs[libc::REG_RSP as usize] = regs.rsp as i64;
             gregs[libc::REG_RBP as usize] = regs.rbp as i64;

@@ -10,12 +10,30 @@ use corosensei::stack::Stack;
 use corosensei::trap::{CoroutineTrapHandler, TrapHandlerRegs};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
+use crate::coroutine::overflow::{in_guard_page, page_size};
 use crate::error::{panic_text, Error};
-use crate::syscall::{SysCall, SysReturn};
-use crate::task::overflow::{in_guard_page, page_size};
+use crate::syscall::{SpawnCallOf, SysCallOf, SysReturn};
 use crate::task::Outcome;
 
-type Co = Coroutine<SysReturn, SysCall, Outcome, DefaultStack>;
+pub(crate) mod overflow;
+
+/// A system call as a local task makes it.
+pub(crate) type SysCall = SysCallOf<LocalTask>;
+/// A spawn as a local task makes it.
+pub(crate) type SpawnCall = SpawnCallOf<LocalTask>;
+
+/// How a coroutine's body ended; the scheduler, which knows the task's tid, turns a panic or an
+/// overflow into the task's error.
+pub(crate) enum Ended {
+    /// The task's function returned.
+    Returned(Outcome),
+    /// It panicked, with this message.
+    Panicked(String),
+    /// It overflowed its stack.
+    Overflowed,
+}
+
+type Co = Coroutine<SysReturn, SysCall, Ended, DefaultStack>;
 type Y = Yielder<SysReturn, SysCall>;
 
 thread_local! {
@@ -24,7 +42,7 @@ thread_local! {
     static YIELDER: Cell<*const Y> = const { Cell::new(ptr::null()) };
     /// The running task's trap handler and the bottom of its stack's mapping (the guard page),
     /// for the stack-overflow signal handler.
-    static TRAP: Cell<Option<(CoroutineTrapHandler<Outcome>, usize)>> = const { Cell::new(None) };
+    static TRAP: Cell<Option<(CoroutineTrapHandler<Ended>, usize)>> = const { Cell::new(None) };
     /// Set while the scheduler unwinds a suspended task's stack on purpose, so that the task's
     /// own panic catcher lets that unwinding through.
     static UNWINDING: Cell<bool> = const { Cell::new(false) };
@@ -41,8 +59,8 @@ pub(crate) struct LocalTask {
 pub(crate) enum Step {
     /// It made a system call and waits for its answer.
     Call(SysCall),
-    /// It finished.
-    Done(Outcome),
+    /// It ended.
+    Done(Ended),
 }
 
 impl LocalTask {
@@ -51,19 +69,19 @@ impl LocalTask {
     where
         F: FnOnce() -> Outcome + 'static,
     {
-        crate::task::overflow::install();
+        crate::coroutine::overflow::install();
         let limit = stack.limit().get();
         let co = Co::with_stack(stack, move |yielder: &Y, _first: SysReturn| {
             YIELDER.with(|y| y.set(yielder));
             match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(outcome) => outcome,
+                Ok(outcome) => Ended::Returned(outcome),
                 Err(payload) => {
                     if UNWINDING.with(Cell::get) {
                         panic::resume_unwind(payload);
                     }
                     let message = panic_text(&*payload);
                     discard_panic(payload);
-                    Err(Error::Panicked { tid: crate::os::tid(), message })
+                    Ended::Panicked(message)
                 }
             }
         });
@@ -87,7 +105,7 @@ impl LocalTask {
         drop(running);
         match r {
             CoroutineResult::Yield(call) => Step::Call(call),
-            CoroutineResult::Return(outcome) => Step::Done(outcome),
+            CoroutineResult::Return(ended) => Step::Done(ended),
         }
     }
 
@@ -111,7 +129,7 @@ impl LocalTask {
 }
 
 /// Called by the signal handler on a memory fault: when the fault hit the guard page of the
-/// running task's stack, that task is made to return [`Error::StackOverflow`] once the handler
+/// running task's stack, that task is made to return [`Ended::Overflowed`] once the handler
 /// returns; the registers to set in the interrupted context come back.
 ///
 /// # Safety
@@ -135,7 +153,7 @@ pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Opti
     //   `TrapHandlerRegs`": our caller's contract (above); `overflow::handler` sets rip, rsp,
     //   rbp, rdi and rsi, every field of x86-64's `TrapHandlerRegs`.
     // - "It is safe for the provided function to panic ... However no further traps may happen
-    //   after this": the function only builds an `Err`, and does not panic.
+    //   after this": the function only returns `Ended::Overflowed`, and does not panic.
     // - "The coroutine must not write to any memory outside of itself except through volatile
     //   operations or assembly": a task cannot promise this; it writes shared memory like any
     //   Rust code. What is written stays written: the abandoned frames never run again, so
@@ -146,7 +164,7 @@ pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Opti
     //   frames are not dropped either; the stack is reset and reused, so code that relies on a
     //   pinned stack value's destructor (a `std::thread::scope` whose threads borrow from the
     //   stack) must not overflow.
-    Some(unsafe { trap.setup_trap_handler(|| Err(Error::StackOverflow(crate::os::tid()))) })
+    Some(unsafe { trap.setup_trap_handler(|| Ended::Overflowed) })
 }
 
 /// Drops a panic's payload, whose own destructor may panic again: that second payload is
