@@ -126,6 +126,15 @@ pub enum Error {
         /// The remote tasks that have not finished.
         remote_tasks: usize,
     },
+    /// A task group used by a task other than the one that made it.
+    NotGroupOwner {
+        /// The task that made the group.
+        owner: Tid,
+        /// The caller.
+        caller: Tid,
+    },
+    /// A task group that no longer exists (its owner finished).
+    UnknownGroup,
     /// A call was given an argument outside its domain (for example an empty box to optimize
     /// over).
     InvalidArgument(String),
@@ -154,6 +163,10 @@ impl fmt::Display for Error {
             Error::MachineInUse { remote_tasks } => {
                 write!(f, "the machine is in use by {remote_tasks} remote tasks")
             }
+            Error::NotGroupOwner { owner, caller } => {
+                write!(f, "task {caller} uses a task group of task {owner}")
+            }
+            Error::UnknownGroup => f.write_str("the task group is gone"),
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
         }
     }

@@ -40,6 +40,7 @@ mod context;
 mod coroutine;
 mod dispatch;
 mod error;
+mod group;
 pub mod optimize;
 mod os;
 mod scheduler;
@@ -53,6 +54,7 @@ mod vm;
 pub use context::{context, Context};
 pub use dispatch::{dispatch, dispatch_single, job, Collected, Dispatch, Job};
 pub use error::{DeadlockReport, Error, WaitReason};
+pub use group::TaskGroup;
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
     local_task_count, remote_task_count, remove_vm, set_stack_size, set_vm, slots, spawn, stack_size,

@@ -21,12 +21,13 @@ pub(crate) enum SysCallOf<L> {
     Join { tids: Tids, block: bool, deadline: Option<Instant> },
 }
 
-/// The tids a join names: one without an allocation (the common `join(task)`), or a list
-/// (empty: any child).
+/// The tids a join names: one without an allocation (the common `join(task)`), a list
+/// (empty: any child), or the members of a task group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tids {
     One(Tid),
     List(Vec<Tid>),
+    Group(u64),
 }
 
 impl Tids {
@@ -37,10 +38,12 @@ impl Tids {
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[Tid] {
+    /// Whether a child `tid` (a member of `group`, if any) is one this join waits for.
+    pub(crate) fn names(&self, tid: Tid, group: Option<u64>) -> bool {
         match self {
-            Tids::One(t) => std::slice::from_ref(t),
-            Tids::List(v) => v,
+            Tids::One(t) => *t == tid,
+            Tids::List(v) => v.is_empty() || v.contains(&tid),
+            Tids::Group(g) => group == Some(*g),
         }
     }
 }

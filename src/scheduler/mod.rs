@@ -7,6 +7,7 @@
 mod cancel;
 mod deadlock;
 mod graveyard;
+pub(crate) mod groups;
 mod join;
 mod queues;
 mod remote;
@@ -21,6 +22,7 @@ use crate::context::Context;
 use crate::coroutine::SysCall;
 use crate::coroutine::{Ended, LocalTask, StackPool, Step};
 use crate::error::Error;
+use crate::scheduler::groups::Groups;
 use crate::scheduler::queues::SpawnQueues;
 use crate::scheduler::table::{Entry, FastMap, State, TaskTable, Wait};
 use crate::scheduler::timers::Timers;
@@ -51,6 +53,8 @@ pub(crate) struct Scheduler {
     pub(crate) remote: FastMap<TaskId, Tid>,
     /// Spawns waiting for a free slot.
     pub(crate) queues: SpawnQueues,
+    /// Task groups, joined without tid lists.
+    pub(crate) groups: Groups,
     /// Values the scheduler let go of (orphans' values, unjoined children of finished tasks);
     /// the driver drops them once the scheduler is no longer borrowed.
     dropped: Vec<Outcome>,
@@ -71,6 +75,7 @@ impl Scheduler {
             vm: None,
             remote: FastMap::default(),
             queues: SpawnQueues::default(),
+            groups: Groups::default(),
             dropped: Vec::new(),
             unwind: Vec::new(),
             timers: Timers::default(),
@@ -200,15 +205,21 @@ impl Scheduler {
         if !entry.finished.is_empty() {
             self.dropped.extend(entry.finished.into_values());
         }
+        if !self.groups.is_empty() {
+            self.groups.remove_owned_by(tid);
+        }
         let Some(parent) = self.tasks.get_mut(&parent_tid) else {
             log::debug!(target: "cos", "orphan task {tid} finished; its value is dropped");
             self.dropped.push(outcome);
             return;
         };
         let waits = match &parent.state {
-            State::Waiting(Wait::Join(list)) => list.as_slice().is_empty() || list.as_slice().contains(&tid),
+            State::Waiting(Wait::Join(tids)) => tids.names(tid, entry.group),
             _ => false,
         };
+        if let Some(g) = entry.group {
+            self.groups.member_finished(g, tid, waits);
+        }
         if waits {
             log::debug!(target: "cos", "task {parent_tid} waits on task {tid}: value delivered");
             let joined = Joined { tid, result: outcome };

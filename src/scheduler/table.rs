@@ -64,6 +64,8 @@ pub(crate) struct Entry {
     pub sendval: SysReturn,
     /// When its blocking join gives up (local tasks), or when it is cancelled (remote tasks).
     pub deadline: Option<Instant>,
+    /// The task group of its parent's that it belongs to, if any.
+    pub group: Option<u64>,
 }
 
 impl Entry {
@@ -77,6 +79,7 @@ impl Entry {
             body,
             sendval: SysReturn::Nothing,
             deadline: None,
+            group: None,
         }
     }
 
