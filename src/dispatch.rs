@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::group::TaskGroup;
 use crate::os;
+use crate::scheduler::table::FastMap;
 use crate::spawn::Spawn;
-use crate::task::table::FastMap;
 use crate::task::Tid;
 use crate::vm::message::decode;
 use crate::vm::{HostId, RemoteCall, RemoteFn};
@@ -102,7 +103,8 @@ type Collector<'c, R> = Box<dyn FnMut(Collected<'_, R>) -> ControlFlow<()> + 'c>
 /// It keeps every free slot busy: after each spawn it joins without blocking while slots are
 /// free, blocking when none is (PyOPUS's rule: block when there are no more jobs, fewer than 2
 /// slots, or no free slot beyond the finished, unjoined jobs). Without a machine the jobs run
-/// one after another as local tasks.
+/// one after another as local tasks. The running jobs form a [`crate::TaskGroup`], so a join
+/// costs the same with ten jobs out as with ten thousand.
 ///
 /// ```
 /// use std::ops::ControlFlow;
@@ -307,7 +309,7 @@ where
         let build = self.build_list.unwrap_or(self.collector.is_none());
         let mut results: Vec<Option<Result<R, Error>>> = Vec::new();
         let mut running: FastMap<Tid, Running<R>> = FastMap::default();
-        let mut tids: Vec<Tid> = Vec::new();
+        let mut group = TaskGroup::new();
         let mut health = HostHealth::default();
         let mut index = 0usize;
         let mut more = true;
@@ -319,7 +321,8 @@ where
                             job = job.remote(r);
                         }
                         let call = if self.collector.is_some() { job.call().cloned() } else { None };
-                        if let Err((e, _)) = self.start(job, index, 0, &mut health, &mut running, &mut tids) {
+                        if let Err((e, _)) = self.start(job, index, 0, &mut health, &mut running, &mut group)
+                        {
                             let done = Done { index, tid: Tid::SCHEDULER, result: Err(e), host: None, call };
                             self.deliver(done, build, &mut results, &mut more)
                         }
@@ -328,7 +331,7 @@ where
                     None => more = false,
                 }
             }
-            if tids.is_empty() {
+            if running.is_empty() {
                 if more {
                     continue;
                 }
@@ -337,8 +340,8 @@ where
             let block = !more
                 || os::slots().is_none_or(|s| s < 2)
                 || os::free_slots().unwrap_or(0) <= os::finished_tasks();
-            if let Some(j) = os::join_list(&tids, block)? {
-                tids.retain(|t| *t != j.tid);
+            let joined = if block { group.join_next()? } else { group.try_join_next()? };
+            if let Some(j) = joined {
                 let job = running.remove(&j.tid).expect("dispatched task");
                 let mut tid = j.tid;
                 let mut result = j.value::<R>();
@@ -364,7 +367,7 @@ where
                             job.attempt + 1,
                             &mut health,
                             &mut running,
-                            &mut tids,
+                            &mut group,
                         ) {
                             Ok(()) => continue,
                             Err((e, h)) => {
@@ -391,7 +394,7 @@ where
         attempt: u32,
         health: &mut HostHealth,
         running: &mut FastMap<Tid, Running<R>>,
-        tids: &mut Vec<Tid>,
+        group: &mut TaskGroup,
     ) -> Result<(), (Error, Option<HostId>)> {
         // The copy is taken before pinning, so a retry picks its host afresh.
         let copy = (self.retries > attempt).then(|| job.duplicate());
@@ -408,8 +411,7 @@ where
                 let tid = s.task.tid();
                 log::debug!(target: "cos", "dispatch: job {index} is task {tid}");
                 running.insert(tid, Running { index, host: s.host, attempt, copy, call });
-                tids.push(tid);
-                Ok(())
+                group.add(s.task).map_err(|e| (e, None))
             }
             Err(e) => Err((e, pinned)),
         }

@@ -125,6 +125,24 @@ pub enum Error {
     Storage(StorageError),
     /// An external program started by a task failed.
     Process(ProcessError),
+    /// The call cannot be made where it was made (for example a spawn from a destructor the
+    /// scheduler runs, or from a machine's own code); see [`crate::Context`].
+    WrongContext(crate::context::Context),
+    /// The machine cannot be replaced or removed while remote tasks run (those waiting for a
+    /// slot included).
+    MachineInUse {
+        /// The remote tasks that have not finished.
+        remote_tasks: usize,
+    },
+    /// A task group used by a task other than the one that made it.
+    NotGroupOwner {
+        /// The task that made the group.
+        owner: Tid,
+        /// The caller.
+        caller: Tid,
+    },
+    /// A task group that no longer exists (its owner finished).
+    UnknownGroup,
 }
 
 impl fmt::Display for Error {
@@ -148,6 +166,14 @@ impl fmt::Display for Error {
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
             Error::Storage(e) => write!(f, "storage: {e}"),
             Error::Process(e) => write!(f, "external program: {e}"),
+            Error::WrongContext(c) => write!(f, "this call cannot be made from {c}"),
+            Error::MachineInUse { remote_tasks } => {
+                write!(f, "the machine is in use by {remote_tasks} remote tasks")
+            }
+            Error::NotGroupOwner { owner, caller } => {
+                write!(f, "task {caller} uses a task group of task {owner}")
+            }
+            Error::UnknownGroup => f.write_str("the task group is gone"),
         }
     }
 }

@@ -36,9 +36,12 @@
 
 #![warn(missing_docs)]
 
+mod context;
+mod coroutine;
 mod dispatch;
 pub mod environment;
 mod error;
+mod group;
 mod os;
 mod scheduler;
 mod spawn;
@@ -48,6 +51,7 @@ mod syscall;
 mod task;
 mod vm;
 
+pub use context::{context, Context};
 pub use dispatch::{dispatch, dispatch_single, job, Collected, Dispatch, Job};
 pub use environment::{
     cleanup, clear_local_storage, clear_local_storage_in, die_with_parent, kill_all, local_storage_root,
@@ -56,10 +60,11 @@ pub use environment::{
     TaskEnvironment, WorkerIdentity, KILL_GRACE,
 };
 pub use error::{DeadlockReport, Error, WaitReason};
+pub use group::TaskGroup;
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
-    local_task_count, remote_task_count, set_stack_size, set_vm, slots, spawn, stack_size, task_count, tid,
-    try_join, try_join_any, with_vm, yield_now,
+    local_task_count, remote_task_count, remove_vm, set_stack_size, set_vm, slots, spawn, stack_size,
+    task_count, tid, try_join, try_join_any, with_vm, yield_now,
 };
 pub use spawn::{spawn_remote, Spawn, Spawned};
 pub use spawner_call::spawner_call;

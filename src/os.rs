@@ -8,51 +8,76 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+use crate::context::{self, Context};
+use crate::coroutine::suspend;
+use crate::coroutine::LocalTask;
+use crate::coroutine::{SpawnCall, SysCall};
 use crate::error::Error;
 use crate::scheduler::{Next, Scheduler};
-use crate::syscall::{SpawnCall, SpawnInfo, SysCall, SysReturn, Tids};
-use crate::task::coroutine::{in_task, suspend};
-use crate::task::{Joined, LocalTask, Outcome, Task, Tid, Value};
+use crate::syscall::{SpawnInfo, SysReturn, Tids};
+use crate::task::{Joined, Outcome, Task, Tid, Value};
 use crate::vm::{HostId, VirtualMachine};
 
 thread_local! {
     static OS: RefCell<Scheduler> = RefCell::new(Scheduler::new());
 }
 
-/// Runs `f` on this thread's scheduler.
-pub(crate) fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
-    OS.with(|os| f(&mut os.borrow_mut()))
+/// The one way to borrow the scheduler. User code reached while it is borrowed (a machine's
+/// methods, the closure of `with_vm`) runs in [`Context::Machine`], where no call borrows it
+/// again.
+fn borrow<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    let _machine = context::enter(Context::Machine);
+    f(&mut os.borrow_mut())
+}
+
+/// Runs `f` on this thread's scheduler, or gives the context in which that is not possible
+/// (the machine's code, where the scheduler is borrowed; the OS teardown, where it is gone).
+pub(crate) fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> Result<R, Context> {
+    match context::context() {
+        ctx @ (Context::Machine | Context::Teardown) => Err(ctx),
+        _ => OS.try_with(|os| borrow(os, f)).map_err(|_| Context::Teardown),
+    }
+}
+
+/// The context of the caller when a task (or the main program) runs there, so that a call may
+/// switch tasks; [`Error::WrongContext`] otherwise.
+pub(crate) fn task_context() -> Result<Context, Error> {
+    match context::context() {
+        ctx if ctx.has_task() => Ok(ctx),
+        ctx => Err(Error::WrongContext(ctx)),
+    }
 }
 
 /// Makes a system call for the running task and returns the scheduler's answer.
-pub(crate) fn syscall(call: SysCall) -> SysReturn {
-    if in_task() {
-        return suspend(call);
+///
+/// # Errors
+/// [`Error::WrongContext`] where no task runs (see [`Context`]).
+pub(crate) fn syscall(call: SysCall) -> Result<SysReturn, Error> {
+    match task_context()? {
+        Context::Task(_) => Ok(suspend(call)),
+        _ => Ok(OS.with(|os| {
+            let next = borrow(os, |s| s.handle(Tid::MAIN, call).map(Next::Main).unwrap_or_else(|| s.next()));
+            drive(os, next)
+        })),
     }
-    OS.with(|os| {
-        let next = {
-            let mut s = os.borrow_mut();
-            s.handle(Tid::MAIN, call);
-            s.next()
-        };
-        drive(os, next)
-    })
 }
 
 /// The scheduler loop, on the main program's stack, until the main program may go on. The
-/// scheduler is not borrowed while a task runs, nor while values it dropped are destroyed (their
-/// destructors may use the OS).
+/// scheduler is not borrowed while a task runs (in [`Context::Task`]), nor while values it let
+/// go of are destroyed (in [`Context::Scheduler`], see the graveyard).
 fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
     loop {
         match next {
             Next::Main(answer) => return answer,
             Next::Run(tid, mut task, input) => {
-                let step = task.resume(input);
-                let (dropped, n) = {
-                    let mut s = os.borrow_mut();
-                    s.after_run(tid, task, step);
-                    (s.take_dropped(), s.next())
+                let step = {
+                    let _task = context::enter(Context::Task(tid));
+                    task.resume(input)
                 };
+                let (dropped, n) = borrow(os, |s| {
+                    let n = s.after_run(tid, task, step).unwrap_or_else(|| s.next());
+                    (s.take_dropped(), n)
+                });
                 drop(dropped);
                 next = n;
             }
@@ -61,7 +86,7 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
 }
 
 pub(crate) fn spawn_call(call: SpawnCall) -> Result<SpawnInfo, Error> {
-    match syscall(SysCall::Spawn(call)) {
+    match syscall(SysCall::Spawn(call))? {
         SysReturn::Spawned(r) => r,
         _ => unreachable!("spawn answered with another call's answer"),
     }
@@ -70,7 +95,9 @@ pub(crate) fn spawn_call(call: SpawnCall) -> Result<SpawnInfo, Error> {
 /// Spawns a local task running `f`. Like PyOPUS, the child runs before the spawner goes on.
 ///
 /// # Errors
-/// [`Error::StackAlloc`] when no stack can be had for it.
+/// [`Error::StackAlloc`] when no stack can be had for it; [`Error::WrongContext`] where no task
+/// runs (a destructor run by the scheduler, a machine's code, the OS teardown: see
+/// [`Context`]).
 ///
 /// ```
 /// let t = cos::spawn(|| 6 * 7).unwrap();
@@ -81,18 +108,20 @@ where
     T: 'static,
     F: FnOnce() -> T + 'static,
 {
-    let stack = with(|s| s.stacks.take())?;
+    task_context()?;
+    let stack = with(|s| s.stacks.take()).map_err(Error::WrongContext)??;
     let task = LocalTask::new(stack, move || -> Outcome { Ok(Value::new(f())) });
     spawn_call(SpawnCall::Local(task)).map(|info| Task::new(info.tid))
 }
 
-/// Lets every other ready task run once before the caller goes on (PyOPUS's `Yield`).
+/// Lets every other ready task run once before the caller goes on (PyOPUS's `Yield`). Where
+/// no task runs (see [`Context`]) there is nothing to switch from, and it returns at once.
 ///
 /// ```
 /// cos::yield_now(); // with nothing else to run, returns at once
 /// ```
 pub fn yield_now() {
-    syscall(SysCall::Yield);
+    let _ = syscall(SysCall::Yield);
 }
 
 /// PyOPUS's `Join(tidList, block)`: joins at most one finished child among `tids` (an empty
@@ -101,10 +130,13 @@ pub fn yield_now() {
 /// A blocking join waits until one of them finishes; a non-blocking one returns `Ok(None)` when
 /// none has. `Ok(None)` also comes at once for an empty list when the caller has no children.
 ///
+/// A join that is an error returns it at once, before any other task runs (as PyOPUS raises it
+/// in the caller).
+///
 /// # Errors
 /// [`Error::JoinScheduler`] for tid 0, [`Error::UnknownTask`] for a tid that is neither running
 /// nor a finished child, [`Error::NotAChild`] for another task's child, [`Error::Deadlock`] when
-/// the join can never return.
+/// the join can never return, [`Error::WrongContext`] where no task runs.
 ///
 /// ```
 /// let a = cos::spawn(|| 1u8).unwrap();
@@ -119,7 +151,7 @@ pub fn join_list(tids: &[Tid], block: bool) -> Result<Option<Joined>, Error> {
 }
 
 fn join_call(tids: &[Tid], block: bool, deadline: Option<Instant>) -> Result<Option<Joined>, Error> {
-    match syscall(SysCall::Join { tids: Tids::from_slice(tids), block, deadline }) {
+    match syscall(SysCall::Join { tids: Tids::from_slice(tids), block, deadline })? {
         SysReturn::Joined(r) => r,
         _ => unreachable!("join answered with another call's answer"),
     }
@@ -139,11 +171,13 @@ fn join_call(tids: &[Tid], block: bool, deadline: Option<Instant>) -> Result<Opt
 /// assert_eq!(cos::cancel(slow.tid()), Ok(true));
 /// ```
 pub fn join_timeout(tids: &[Tid], timeout: Duration) -> Result<Option<Joined>, Error> {
-    join_call(tids, true, Some(with(|s| s.now()) + timeout))
+    let now = with(|s| s.now()).map_err(Error::WrongContext)?;
+    join_call(tids, true, Some(now + timeout))
 }
 
 /// Cancels a child of the running task. A local child is taken off the queues and its stack
-/// unwound, so its destructors run (they must not make `cos` system calls); a remote child is
+/// unwound, so its destructors run (as code of the scheduler, [`Context::Scheduler`]: they see
+/// tid 0 and cannot switch tasks); a remote child is
 /// stopped by the machine, which frees its slot. Its joiner gets [`Error::Cancelled`]. Its own
 /// children run on as orphans.
 ///
@@ -151,7 +185,8 @@ pub fn join_timeout(tids: &[Tid], timeout: Duration) -> Result<Option<Joined>, E
 ///
 /// # Errors
 /// [`Error::NotAChild`], [`Error::UnknownTask`] or [`Error::JoinScheduler`] as for a join;
-/// [`Error::Vm`] when the machine cannot stop a remote task.
+/// [`Error::Vm`] when the machine cannot stop a remote task; [`Error::WrongContext`] where no
+/// task runs.
 ///
 /// ```
 /// let t = cos::spawn(|| loop { cos::yield_now() }).unwrap();
@@ -159,10 +194,9 @@ pub fn join_timeout(tids: &[Tid], timeout: Duration) -> Result<Option<Joined>, E
 /// assert_eq!(cos::join(t), Err(cos::Error::Cancelled(t.tid())));
 /// ```
 pub fn cancel(tid: Tid) -> Result<bool, Error> {
-    let (result, graveyard) = with(|s| {
-        let caller = s.current;
-        (s.cancel(caller, tid), s.take_dropped())
-    });
+    let caller = task_context()?.tid();
+    let (result, graveyard) =
+        with(|s| (s.cancel(caller, tid), s.take_dropped())).map_err(Error::WrongContext)?;
     drop(graveyard);
     result
 }
@@ -226,14 +260,15 @@ pub fn try_join<T: 'static>(task: Task<T>) -> Result<Option<T>, Error> {
     join_list(&[task.tid()], false)?.map(Joined::value).transpose()
 }
 
-/// The running task's tid (PyOPUS's `getTid`).
+/// The running task's tid (PyOPUS's `getTid`); [`Tid::SCHEDULER`] where no task runs (see
+/// [`Context`]).
 ///
 /// ```
 /// let t = cos::spawn(cos::tid).unwrap();
 /// assert_eq!(cos::join(t).unwrap(), t.tid());
 /// ```
 pub fn tid() -> Tid {
-    with(|s| s.current)
+    context::context().tid()
 }
 
 /// Tasks that have not finished, the main program's included.
@@ -242,7 +277,7 @@ pub fn tid() -> Tid {
 /// assert_eq!(cos::task_count(), 1);
 /// ```
 pub fn task_count() -> usize {
-    with(|s| s.tasks.len())
+    context::task_count()
 }
 
 /// Remote tasks that have not finished (those waiting for a slot included).
@@ -251,7 +286,7 @@ pub fn task_count() -> usize {
 /// assert_eq!(cos::remote_task_count(), 0);
 /// ```
 pub fn remote_task_count() -> usize {
-    with(|s| s.remote_count())
+    context::remote_count()
 }
 
 /// Local tasks that have not finished, the main program's included.
@@ -260,53 +295,65 @@ pub fn remote_task_count() -> usize {
 /// assert_eq!(cos::local_task_count(), 1);
 /// ```
 pub fn local_task_count() -> usize {
-    with(|s| s.tasks.len() - s.remote_count())
+    context::task_count() - context::remote_count()
 }
 
 /// The running task's finished children that were not joined yet (PyOPUS's `finishedTasks`,
-/// which gives -1 without a machine; this counts them always).
+/// which gives -1 without a machine; this counts them always). 0 where no task runs.
 ///
 /// ```
 /// let _ = cos::spawn(|| ()).unwrap();
 /// assert_eq!(cos::finished_tasks(), 1);
 /// ```
 pub fn finished_tasks() -> usize {
-    with(|s| s.finished_children(s.current))
+    match task_context() {
+        Ok(ctx) => with(|s| s.finished_children(ctx.tid())).unwrap_or(0),
+        Err(_) => 0,
+    }
 }
 
-/// The machine's slots, the spawner's included; `None` without a machine (PyOPUS: -1).
+/// The machine's slots, the spawner's included; `None` without a machine (PyOPUS: -1), and in
+/// the machine's own code or the OS teardown, where the machine cannot be asked (see
+/// [`Context`]).
 ///
 /// ```
 /// assert_eq!(cos::slots(), None);
 /// ```
 pub fn slots() -> Option<usize> {
-    with(|s| s.vm.as_ref().map(|vm| vm.slots()))
+    with(|s| s.vm.as_ref().map(|vm| vm.slots())).ok().flatten()
 }
 
-/// The machine's free slots; `None` without a machine (PyOPUS: -1).
+/// The machine's free slots; `None` without a machine (PyOPUS: -1) and where the machine
+/// cannot be asked, as for [`slots`].
 ///
 /// ```
 /// assert_eq!(cos::free_slots(), None);
 /// ```
 pub fn free_slots() -> Option<usize> {
-    with(|s| s.vm.as_ref().map(|vm| vm.free_slots()))
+    with(|s| s.vm.as_ref().map(|vm| vm.free_slots())).ok().flatten()
 }
 
-/// The machine's hosts; empty without a machine.
+/// The machine's hosts; empty without a machine and where the machine cannot be asked, as for
+/// [`slots`].
 ///
 /// ```
 /// assert!(cos::hosts().is_empty());
 /// ```
 pub fn hosts() -> Vec<HostId> {
-    with(|s| s.vm.as_ref().map(|vm| vm.hosts()).unwrap_or_default())
+    with(|s| s.vm.as_ref().map(|vm| vm.hosts())).ok().flatten().unwrap_or_default()
 }
 
 /// Sets the machine that remote spawns use, following PyOPUS's rules: ignored (`Ok(false)`) on
 /// a worker (this thread runs remote tasks for a spawner) or
-/// with fewer than 2 slots; the previous machine, if any, is finalized.
+/// with fewer than 2 slots, and then nothing changes (the machine is dropped, a machine set
+/// before stays); otherwise the previous machine, if any, is finalized and replaced.
+///
+/// The machine's own code that this runs (its `slots`, `finalize`, `Drop`)
+/// runs in [`Context::Machine`].
 ///
 /// # Errors
-/// [`Error::Vm`] while remote tasks run.
+/// [`Error::MachineInUse`] while remote tasks run (nothing changes); [`Error::WrongContext`]
+/// where no task runs.
 ///
 /// ```
 /// let vm = cos::SimVm::new(cos::Registry::new(), 2, 1);
@@ -314,51 +361,97 @@ pub fn hosts() -> Vec<HostId> {
 /// cos::finalize();
 /// ```
 pub fn set_vm<V: VirtualMachine + 'static>(vm: V) -> Result<bool, Error> {
-    with(|s| {
-        if s.remote_count() > 0 {
-            return Err(crate::vm::machine(
-                crate::vm::MachineErrorKind::Refused,
-                "remote tasks run; cannot replace the machine",
-            ));
-        }
-        if let Some(mut old) = s.vm.take() {
-            old.finalize();
-        }
-        if crate::spawner_call::on_worker() || vm.slots() < 2 {
-            log::debug!(target: "cos", "machine ignored (worker, or fewer than 2 slots)");
-            return Ok(false);
-        }
-        s.vm = Some(Box::new(vm));
-        Ok(true)
-    })
+    task_context()?;
+    let ignored = {
+        let _machine = context::enter(Context::Machine);
+        vm.slots() < 2
+    } || crate::spawner_call::on_worker();
+    if ignored {
+        log::debug!(target: "cos", "machine ignored (worker, or fewer than 2 slots)");
+        let _machine = context::enter(Context::Machine);
+        drop(vm);
+        return Ok(false);
+    }
+    let old = with(take_machine).map_err(Error::WrongContext)??;
+    if let Some(mut old) = old {
+        let _machine = context::enter(Context::Machine);
+        old.finalize();
+        drop(old);
+    }
+    with(|s| s.vm = Some(Box::new(vm))).map_err(Error::WrongContext)?;
+    Ok(true)
+}
+
+/// Takes the machine out of the scheduler, unless remote tasks still need it.
+fn take_machine(s: &mut Scheduler) -> Result<Option<Box<dyn VirtualMachine>>, Error> {
+    match s.remote_count() {
+        0 => Ok(s.vm.take()),
+        n => Err(Error::MachineInUse { remote_tasks: n }),
+    }
+}
+
+/// Takes the machine out, unfinalized, and gives it back (PyOPUS's `setVM(None)`): remote
+/// spawns run locally from now on. `Ok(None)` without a machine.
+///
+/// # Errors
+/// [`Error::MachineInUse`] while remote tasks run (those waiting for a slot included); nothing
+/// changes then. [`Error::WrongContext`] where no task runs.
+///
+/// ```
+/// use cos::VirtualMachine;
+/// cos::set_vm(cos::SimVm::new(cos::Registry::new(), 2, 1)).unwrap();
+/// let mut vm = cos::remove_vm().unwrap().unwrap();
+/// assert_eq!(cos::slots(), None);
+/// vm.finalize();
+/// ```
+pub fn remove_vm() -> Result<Option<Box<dyn VirtualMachine>>, Error> {
+    task_context()?;
+    with(take_machine).map_err(Error::WrongContext)?
 }
 
 /// Finalizes and removes the machine, if one is set (PyOPUS's `finalize`). Remote tasks that
 /// had not ended, and remote spawns still waiting for a slot, end with [`Error::Vm`]: their
-/// joiners get it instead of waiting forever.
+/// joiners get it instead of waiting forever. The machine's `finalize` and `Drop` run in
+/// [`Context::Machine`]. Where no task runs (see [`Context`]) it does nothing.
+///
+/// Call it before the thread ends: a machine still set then is finalized while the thread's
+/// OS is destroyed ([`Context::Teardown`]), where the machine's code cannot use the OS nor,
+/// for some of them, other thread-locals.
 ///
 /// ```
 /// cos::finalize(); // without a machine it does nothing
 /// ```
 pub fn finalize() {
-    let vm = with(|s| s.vm.take());
-    if let Some(mut vm) = vm {
+    if task_context().is_err() {
+        return;
+    }
+    let Ok(Some(mut vm)) = with(|s| s.vm.take()) else { return };
+    {
+        let _machine = context::enter(Context::Machine);
         vm.finalize();
-        let graveyard = with(|s| {
-            s.machine_gone();
-            s.take_dropped()
-        });
+        drop(vm);
+    }
+    if let Ok(graveyard) = with(|s| {
+        s.machine_gone();
+        s.take_dropped()
+    }) {
         drop(graveyard);
     }
 }
 
-/// Runs `f` with the machine, if one is set.
+/// Runs `f` with the machine, if one is set; `f` runs in [`Context::Machine`], where calls
+/// that switch tasks return [`Error::WrongContext`]. `None` without a machine, and where the
+/// machine cannot be lent (inside another `with_vm`, in the machine's own code, in the OS
+/// teardown).
 ///
 /// ```
 /// assert_eq!(cos::with_vm(|vm| vm.slots()), None);
+/// cos::set_vm(cos::SimVm::new(cos::Registry::new(), 2, 1)).unwrap();
+/// assert_eq!(cos::with_vm(|vm| (vm.slots(), cos::spawn(|| ()).is_err())), Some((3, true)));
+/// cos::finalize();
 /// ```
 pub fn with_vm<R>(f: impl FnOnce(&mut dyn VirtualMachine) -> R) -> Option<R> {
-    with(|s| s.vm.as_mut().map(|vm| f(vm.as_mut())))
+    with(|s| s.vm.as_mut().map(|vm| f(vm.as_mut()))).ok().flatten()
 }
 
 /// Sets the stack size, in bytes, of local tasks spawned from now on (default 256 KiB; each
@@ -369,7 +462,7 @@ pub fn with_vm<R>(f: impl FnOnce(&mut dyn VirtualMachine) -> R) -> Option<R> {
 /// assert_eq!(cos::stack_size(), 64 * 1024);
 /// ```
 pub fn set_stack_size(bytes: usize) {
-    with(|s| s.set_stack_size(bytes));
+    context::set_stack_size(bytes);
 }
 
 /// The stack size of local tasks spawned from now on.
@@ -378,5 +471,5 @@ pub fn set_stack_size(bytes: usize) {
 /// assert!(cos::stack_size() >= 4096);
 /// ```
 pub fn stack_size() -> usize {
-    with(|s| s.stack_size())
+    context::stack_size()
 }

@@ -7,9 +7,10 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::coroutine::SpawnCall;
 use crate::error::Error;
 use crate::os;
-use crate::syscall::{RemoteSpawn, SpawnCall};
+use crate::syscall::RemoteSpawn;
 use crate::task::{Outcome, Task, Value};
 use crate::vm::message::{decode, encode};
 use crate::vm::{HostId, RemoteCall, RemoteFn, TaskId};

@@ -1,28 +1,33 @@
 //! System calls: what a task hands the scheduler, and what it gets back.
+//!
+//! The calls are generic in `L`, the local task a spawn carries, so that this module does not
+//! depend on the coroutine layer that carries the calls (which names them `SysCall` and
+//! `SpawnCall` with its `LocalTask`).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::task::{Joined, LocalTask, Outcome, Tid};
+use crate::task::{Joined, Outcome, Tid};
 use crate::vm::{HostId, RemoteCall, TaskId};
 
 /// A system call. The scheduler handles it on behalf of the calling task.
-pub(crate) enum SysCall {
+pub(crate) enum SysCallOf<L> {
     /// Start a new task.
-    Spawn(SpawnCall),
+    Spawn(SpawnCallOf<L>),
     /// Go to the back of the ready queue.
     Yield,
     /// Join one finished child (PyOPUS's `Join(tidList, block)`).
     Join { tids: Tids, block: bool, deadline: Option<Instant> },
 }
 
-/// The tids a join names: one without an allocation (the common `join(task)`), or a list
-/// (empty: any child).
+/// The tids a join names: one without an allocation (the common `join(task)`), a list
+/// (empty: any child), or the members of a task group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tids {
     One(Tid),
     List(Vec<Tid>),
+    Group(u64),
 }
 
 impl Tids {
@@ -33,18 +38,20 @@ impl Tids {
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[Tid] {
+    /// Whether a child `tid` (a member of `group`, if any) is one this join waits for.
+    pub(crate) fn names(&self, tid: Tid, group: Option<u64>) -> bool {
         match self {
-            Tids::One(t) => std::slice::from_ref(t),
-            Tids::List(v) => v,
+            Tids::One(t) => *t == tid,
+            Tids::List(v) => v.is_empty() || v.contains(&tid),
+            Tids::Group(g) => group == Some(*g),
         }
     }
 }
 
 /// What a spawn starts.
-pub(crate) enum SpawnCall {
+pub(crate) enum SpawnCallOf<L> {
     /// A local task, already built on a stack from the pool.
-    Local(LocalTask),
+    Local(L),
     /// A registered function that may run remotely.
     Remote(Box<RemoteSpawn>),
 }

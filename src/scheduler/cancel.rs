@@ -3,9 +3,10 @@
 use std::time::Instant;
 
 use crate::error::Error;
+use crate::scheduler::queues::Waiter;
+use crate::scheduler::table::{State, Wait};
 use crate::scheduler::Scheduler;
 use crate::syscall::SysReturn;
-use crate::task::table::{Body, State, Wait};
 use crate::task::Tid;
 use crate::vm::TaskId;
 
@@ -45,32 +46,30 @@ impl Scheduler {
             self.ready.retain(|t| *t != tid);
         }
         if let Some(at) = e.deadline.take() {
-            self.timers.remove(&(at, tid));
+            self.timers.remove(at, tid);
         }
         let waits_for_slot = matches!(e.state, State::Waiting(Wait::Slot(_)));
-        if let Body::Local(slot) = &mut e.body {
-            if let Some(task) = slot.take() {
-                self.unwind.push(task);
-            }
+        if let Some(task) = e.local_slot().and_then(Option::take) {
+            self.unwind.push(task);
         }
         if waits_for_slot {
-            self.unqueue_spawner(tid);
+            self.queues.remove(Waiter::Spawner(tid));
         }
     }
 
     /// Ends a remote task (started or still waiting for a slot) with `error`.
     pub(crate) fn end_remote(&mut self, tid: Tid, error: Error) -> Result<(), Error> {
-        let started: Option<TaskId> = self.remote.iter().find(|(_, t)| **t == tid).map(|(id, _)| *id);
+        let started: Option<TaskId> = self.tasks.get(&tid).and_then(|e| e.remote()).and_then(|r| r.id);
         if let Some(id) = started {
             if let Some(vm) = self.vm.as_mut() {
                 vm.cancel(id)?;
             }
             self.remote.remove(&id);
         } else {
-            self.unqueue_reserved(tid);
+            self.queues.remove(Waiter::Reserved(tid));
         }
         if let Some(at) = self.tasks.get_mut(&tid).and_then(|e| e.deadline.take()) {
-            self.timers.remove(&(at, tid));
+            self.timers.remove(at, tid);
         }
         log::debug!(target: "cos", "remote task {tid} ended: {error}");
         self.finish(tid, Err(error));
@@ -84,11 +83,7 @@ impl Scheduler {
     /// remote task is cancelled with it.
     pub(crate) fn expire_timers(&mut self) {
         let now = self.now();
-        while let Some(&(at, tid)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
+        while let Some((at, tid)) = self.timers.pop_due(now) {
             let Some(e) = self.tasks.get_mut(&tid) else { continue };
             if e.deadline != Some(at) {
                 continue;
@@ -109,7 +104,7 @@ impl Scheduler {
     pub(crate) fn set_deadline(&mut self, tid: Tid, at: Instant) {
         if let Some(e) = self.tasks.get_mut(&tid) {
             e.deadline = Some(at);
-            self.timers.insert((at, tid));
+            self.timers.insert(at, tid);
         }
     }
 }

@@ -1,12 +1,27 @@
 //! What the loop does when no task can run and nothing outside can wake one.
 
 use crate::error::{DeadlockReport, Error, WaitReason};
+use crate::scheduler::queues::Waiter;
+use crate::scheduler::table::{State, Wait};
 use crate::scheduler::Scheduler;
-use crate::syscall::SysReturn;
-use crate::task::table::{State, Wait};
+use crate::syscall::{SysReturn, Tids};
 use crate::task::Tid;
 
 impl Scheduler {
+    /// The tids a join names, for the report: a group's running members in tid order.
+    fn named(&self, tids: &Tids) -> Vec<Tid> {
+        match tids {
+            Tids::One(t) => vec![*t],
+            Tids::List(l) => l.clone(),
+            Tids::Group(g) => {
+                let mut members: Vec<Tid> =
+                    self.tasks.iter().filter(|(_, e)| e.group == Some(*g)).map(|(t, _)| *t).collect();
+                members.sort();
+                members
+            }
+        }
+    }
+
     /// Every task is blocked and no remote task can end: the main program's blocked call returns
     /// a deadlock error naming who waits on whom. The other blocked tasks stay blocked.
     pub(crate) fn deadlock(&mut self) -> SysReturn {
@@ -14,7 +29,7 @@ impl Scheduler {
             .tasks
             .iter()
             .filter_map(|(tid, e)| match &e.state {
-                State::Waiting(Wait::Join(l)) => Some((*tid, WaitReason::Join(l.as_slice().to_vec()))),
+                State::Waiting(Wait::Join(tids)) => Some((*tid, WaitReason::Join(self.named(tids)))),
                 State::Waiting(Wait::Slot(h)) => {
                     Some((*tid, WaitReason::Slot(h.as_ref().map(|h| h.to_string()))))
                 }
@@ -29,7 +44,7 @@ impl Scheduler {
         let was = std::mem::replace(&mut main.state, State::Runnable);
         match was {
             State::Waiting(Wait::Slot(_)) => {
-                self.unqueue_spawner(Tid::MAIN);
+                self.queues.remove(Waiter::Spawner(Tid::MAIN));
                 SysReturn::Spawned(Err(error))
             }
             _ => SysReturn::Joined(Err(error)),

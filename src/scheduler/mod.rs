@@ -6,23 +6,30 @@
 
 mod cancel;
 mod deadlock;
+mod graveyard;
+pub(crate) mod groups;
 mod join;
+mod queues;
 mod remote;
 mod spawn;
+pub(crate) mod table;
+mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
+use std::collections::VecDeque;
 
+use crate::context::Context;
+use crate::coroutine::SysCall;
+use crate::coroutine::{Ended, LocalTask, StackPool, Step};
 use crate::error::Error;
-use crate::syscall::{SysCall, SysReturn};
-use crate::task::table::{Body, Entry, FastMap, State, TaskTable, Wait};
-use crate::task::{Joined, LocalTask, Outcome, StackPool, Step, Tid};
-use crate::vm::{HostId, TaskId, VirtualMachine};
+use crate::scheduler::groups::Groups;
+use crate::scheduler::queues::SpawnQueues;
+use crate::scheduler::table::{Entry, FastMap, State, TaskTable, Wait};
+use crate::scheduler::timers::Timers;
+use crate::syscall::SysReturn;
+use crate::task::{Joined, Outcome, Tid};
+use crate::vm::{TaskId, VirtualMachine};
 
-pub(crate) use spawn::Queued;
-
-/// Default size of a local task's stack.
-pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+pub(crate) use graveyard::Graveyard;
 
 /// What the driver does next.
 pub(crate) enum Next {
@@ -43,56 +50,34 @@ pub(crate) struct Scheduler {
     pub(crate) vm: Option<Box<dyn VirtualMachine>>,
     /// Remote tasks started in the machine, by their machine task id.
     pub(crate) remote: FastMap<TaskId, Tid>,
-    /// Spawns waiting for a free slot on any host, oldest first.
-    pub(crate) queue_any: VecDeque<Queued>,
-    /// Spawns waiting for a free slot on a given host, oldest first.
-    pub(crate) queue_host: BTreeMap<HostId, VecDeque<Queued>>,
-    /// Orders queued spawns across queues.
-    pub(crate) queue_seq: u64,
+    /// Spawns waiting for a free slot.
+    pub(crate) queues: SpawnQueues,
+    /// Task groups, joined without tid lists.
+    pub(crate) groups: Groups,
     /// Values the scheduler let go of (orphans' values, unjoined children of finished tasks);
     /// the driver drops them once the scheduler is no longer borrowed.
     dropped: Vec<Outcome>,
     /// Cancelled local tasks, unwound by the driver outside the scheduler's borrow.
     pub(crate) unwind: Vec<LocalTask>,
     /// Deadlines of blocked joins and of remote tasks, earliest first.
-    pub(crate) timers: BTreeSet<(Instant, Tid)>,
-}
-
-/// What the scheduler let go of, destroyed by the driver once the scheduler is not borrowed:
-/// values (their destructors may use the OS) and cancelled tasks (unwinding runs their
-/// destructors).
-pub(crate) struct Graveyard {
-    values: Vec<Outcome>,
-    tasks: Vec<LocalTask>,
-}
-
-impl Drop for Graveyard {
-    fn drop(&mut self) {
-        self.values.clear();
-        for t in self.tasks.drain(..) {
-            drop(t.into_stack());
-        }
-    }
+    pub(crate) timers: Timers,
 }
 
 impl Scheduler {
     pub(crate) fn new() -> Self {
-        let mut tasks = TaskTable::default();
-        tasks.insert(Tid::MAIN, Entry::new(Tid::SCHEDULER, Body::Main));
         Scheduler {
-            tasks,
+            tasks: TaskTable::new(),
             ready: VecDeque::new(),
             next_tid: 2,
             current: Tid::MAIN,
-            stacks: StackPool::new(DEFAULT_STACK_SIZE),
+            stacks: StackPool::new(),
             vm: None,
             remote: FastMap::default(),
-            queue_any: VecDeque::new(),
-            queue_host: BTreeMap::new(),
-            queue_seq: 0,
+            queues: SpawnQueues::default(),
+            groups: Groups::default(),
             dropped: Vec::new(),
             unwind: Vec::new(),
-            timers: BTreeSet::new(),
+            timers: Timers::default(),
         }
     }
 
@@ -125,19 +110,22 @@ impl Scheduler {
         if let Some(e) = self.tasks.get_mut(&tid) {
             e.sendval = answer;
             if let Some(at) = e.deadline.take() {
-                self.timers.remove(&(at, tid));
+                self.timers.remove(at, tid);
             }
             Self::enqueue_entry(&mut self.ready, tid, e);
         }
     }
 
-    /// Handles a system call made by `tid`.
-    pub(crate) fn handle(&mut self, tid: Tid, call: SysCall) {
+    /// Handles a system call made by `tid`. `Some(answer)`: the caller goes on with it at once,
+    /// before any other task runs (a join that is an error); `None`: the caller runs again when
+    /// its turn comes, with the answer `reply` left it.
+    pub(crate) fn handle(&mut self, tid: Tid, call: SysCall) -> Option<SysReturn> {
         match call {
             SysCall::Yield => self.schedule(tid),
             SysCall::Spawn(s) => self.handle_spawn(tid, s),
-            SysCall::Join { tids, block, deadline } => self.handle_join(tid, tids, block, deadline),
+            SysCall::Join { tids, block, deadline } => return self.handle_join(tid, tids, block, deadline),
         }
+        None
     }
 
     /// The loop's step: drain the machine's messages, then pick the next ready task.
@@ -148,7 +136,7 @@ impl Scheduler {
                 self.expire_timers();
             }
             let Some(tid) = self.ready.pop_front() else {
-                if let Some(&(at, _)) = self.timers.first() {
+                if let Some(at) = self.timers.earliest() {
                     // Nothing can run and no machine message can come: only time passes.
                     std::thread::sleep(at.saturating_duration_since(self.now()));
                     continue;
@@ -158,67 +146,79 @@ impl Scheduler {
             let Some(e) = self.tasks.get_mut(&tid) else { continue };
             e.scheduled = false;
             let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
-            match &mut e.body {
-                Body::Main => {
-                    self.current = Tid::MAIN;
-                    return Next::Main(input);
-                }
-                Body::Local(slot) => {
-                    if let Some(task) = slot.take() {
-                        self.current = tid;
-                        return Next::Run(tid, task, input);
-                    }
-                }
-                Body::Remote(_) => {}
+            if e.is_main() {
+                self.current = Tid::MAIN;
+                return Next::Main(input);
+            }
+            if let Some(task) = e.local_slot().and_then(Option::take) {
+                self.current = tid;
+                return Next::Run(tid, task, input);
             }
         }
     }
 
-    /// Takes back a local task after it ran.
-    pub(crate) fn after_run(&mut self, tid: Tid, task: LocalTask, step: Step) {
+    /// Takes back a local task after it ran. `Some`: the same task goes on at once with the
+    /// answer to its call (see [`handle`](Self::handle)).
+    pub(crate) fn after_run(&mut self, tid: Tid, task: LocalTask, step: Step) -> Option<Next> {
         self.current = Tid::MAIN;
         match step {
-            Step::Call(call) => {
-                let Some(e) = self.tasks.get_mut(&tid) else { return };
-                if let Body::Local(slot) = &mut e.body {
+            Step::Call(SysCall::Yield) => {
+                // The commonest call, handled with the entry at hand.
+                let e = self.tasks.get_mut(&tid)?;
+                if let Some(slot) = e.local_slot() {
                     *slot = Some(task);
                 }
-                match call {
-                    // The commonest call, handled with the entry at hand.
-                    SysCall::Yield => Self::enqueue_entry(&mut self.ready, tid, e),
-                    call => self.handle(tid, call),
+                Self::enqueue_entry(&mut self.ready, tid, e);
+            }
+            Step::Call(call) => {
+                if let Some(answer) = self.handle(tid, call) {
+                    self.current = tid;
+                    return Some(Next::Run(tid, task, answer));
+                }
+                if let Some(slot) = self.tasks.get_mut(&tid).and_then(Entry::local_slot) {
+                    *slot = Some(task);
                 }
             }
-            Step::Done(outcome) => {
+            Step::Done(ended) => {
                 log::debug!(target: "cos", "local task {tid} finished");
                 if let Some(stack) = task.into_stack() {
                     self.stacks.give(stack);
                 }
+                let outcome = match ended {
+                    Ended::Returned(outcome) => outcome,
+                    Ended::Panicked(message) => Err(Error::Panicked { tid, message }),
+                    Ended::Overflowed => Err(Error::StackOverflow(tid)),
+                };
                 self.finish(tid, outcome);
             }
         }
+        None
     }
 
     /// Ends a task: its parent gets the outcome now if it waits for it, or later from its
     /// finished-children map. A task whose parent has finished is an orphan: its outcome is
     /// dropped.
     pub(crate) fn finish(&mut self, tid: Tid, outcome: Outcome) {
-        let Some(entry) = self.tasks.remove(&tid) else { return };
-        self.shrink_table();
+        let Some(entry) = self.tasks.remove(tid) else { return };
         let parent_tid = entry.parent;
         if !entry.finished.is_empty() {
             self.dropped.extend(entry.finished.into_values());
+        }
+        if !self.groups.is_empty() {
+            self.groups.remove_owned_by(tid);
         }
         let Some(parent) = self.tasks.get_mut(&parent_tid) else {
             log::debug!(target: "cos", "orphan task {tid} finished; its value is dropped");
             self.dropped.push(outcome);
             return;
         };
-        parent.children -= 1;
         let waits = match &parent.state {
-            State::Waiting(Wait::Join(list)) => list.as_slice().is_empty() || list.as_slice().contains(&tid),
+            State::Waiting(Wait::Join(tids)) => tids.names(tid, entry.group),
             _ => false,
         };
+        if let Some(g) = entry.group {
+            self.groups.member_finished(g, tid, waits);
+        }
         if waits {
             log::debug!(target: "cos", "task {parent_tid} waits on task {tid}: value delivered");
             let joined = Joined { tid, result: outcome };
@@ -228,30 +228,13 @@ impl Scheduler {
         }
     }
 
-    /// Gives memory back once most tasks of a large burst have finished: a table sized for a
-    /// million tasks would keep every later lookup spread over megabytes.
-    fn shrink_table(&mut self) {
-        let capacity = self.tasks.capacity();
-        if capacity > 4096 && self.tasks.len() < capacity / 16 {
-            self.tasks.shrink_to(self.tasks.len() * 2);
-        }
-    }
-
     /// The values let go of since the last call, to be dropped outside the scheduler's borrow.
     pub(crate) fn take_dropped(&mut self) -> Option<Graveyard> {
         if self.dropped.is_empty() && self.unwind.is_empty() {
             None
         } else {
-            Some(Graveyard {
-                values: std::mem::take(&mut self.dropped),
-                tasks: std::mem::take(&mut self.unwind),
-            })
+            Some(Graveyard::new(std::mem::take(&mut self.dropped), std::mem::take(&mut self.unwind)))
         }
-    }
-
-    /// Changes the stack size of local tasks spawned from now on.
-    pub(crate) fn set_stack_size(&mut self, size: usize) {
-        self.stacks.set_size(size);
     }
 
     /// The running tasks' count of finished, unjoined children.
@@ -261,11 +244,7 @@ impl Scheduler {
 
     /// Tasks spawned remotely that have not finished (queued ones included).
     pub(crate) fn remote_count(&self) -> usize {
-        self.tasks.values().filter(|e| e.is_remote()).count()
-    }
-
-    pub(crate) fn stack_size(&self) -> usize {
-        self.stacks.size()
+        self.tasks.remote_count()
     }
 
     pub(crate) fn fail(&mut self, tid: Tid, e: Error) {
@@ -274,21 +253,21 @@ impl Scheduler {
 }
 
 impl Drop for Scheduler {
+    /// The thread's OS is destroyed (a thread-local destructor): suspended local tasks are
+    /// unwound so that their destructors run, values not joined are dropped, and a machine still
+    /// set is finalized, all in [`Context::Teardown`] and each with its panics contained (a panic
+    /// escaping a thread-local destructor aborts the process).
     fn drop(&mut self) {
-        // Unwind suspended local tasks so that their destructors run, then let the machine go.
-        let locals: Vec<LocalTask> = self
-            .tasks
-            .values_mut()
-            .filter_map(|e| match &mut e.body {
-                Body::Local(slot) => slot.take(),
-                _ => None,
-            })
-            .collect();
-        for t in locals {
-            drop(t.into_stack());
-        }
+        crate::context::set(Context::Teardown);
+        let mut values = std::mem::take(&mut self.dropped);
+        let locals = self.tasks.take_locals();
+        values.extend(self.tasks.take_finished());
+        drop(Graveyard::new(values, locals));
         if let Some(mut vm) = self.vm.take() {
-            vm.finalize();
+            graveyard::contain("finalizing the machine at thread end", move || {
+                vm.finalize();
+                drop(vm);
+            });
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use crate::error::Error;
+use crate::scheduler::table::Entry;
 use crate::scheduler::Scheduler;
-use crate::task::table::Body;
 use crate::task::Tid;
 use crate::vm::{machine, Event, LostWorker, MachineErrorKind, TaskId, Wait};
 
@@ -22,9 +22,9 @@ impl Scheduler {
     pub(crate) fn poll_vm(&mut self) {
         loop {
             let Some(vm) = self.vm.as_mut() else { return };
-            let wait = match (self.ready.is_empty(), self.timers.first()) {
+            let wait = match (self.ready.is_empty(), self.timers.earliest()) {
                 (false, _) => Wait::Poll,
-                (true, Some(&(at, _))) => Wait::Until(at),
+                (true, Some(at)) => Wait::Until(at),
                 (true, None) => Wait::Forever,
             };
             // Events come only from running remote tasks; without any, only a deadline is
@@ -52,9 +52,9 @@ impl Scheduler {
         let outcome = match event {
             Event::Finished { result: Ok(bytes), .. } => {
                 let Some(&tid) = self.remote.get(&task) else { return };
-                match self.tasks.get(&tid).map(|e| &e.body) {
-                    Some(Body::Remote(r)) => (r.decode)(&bytes),
-                    _ => return,
+                match self.tasks.get(&tid).and_then(Entry::remote) {
+                    Some(r) => (r.decode)(&bytes),
+                    None => return,
                 }
             }
             Event::Finished { result: Err(failure), .. } => {
@@ -90,7 +90,7 @@ impl Scheduler {
     fn remote_ended(&mut self, id: TaskId, outcome: crate::task::Outcome) {
         let Some(tid) = self.remote.remove(&id) else { return };
         if let Some(at) = self.tasks.get_mut(&tid).and_then(|e| e.deadline.take()) {
-            self.timers.remove(&(at, tid));
+            self.timers.remove(at, tid);
         }
         log::debug!(target: "cos", "remote task {tid} ({id}) finished");
         self.finish(tid, outcome);

@@ -1,18 +1,14 @@
 //! The Spawn system call: local tasks, remote tasks, and spawns waiting for a free slot.
 
+use crate::coroutine::LocalTask;
+use crate::coroutine::SpawnCall;
 use crate::error::Error;
+use crate::scheduler::queues::Queued;
+use crate::scheduler::table::{Body, Remote, State, Wait};
 use crate::scheduler::Scheduler;
-use crate::syscall::{RemoteSpawn, SpawnCall, SpawnInfo, SysReturn};
-use crate::task::table::{Body, Entry, Remote, State, Wait};
-use crate::task::{LocalTask, Tid};
+use crate::syscall::{RemoteSpawn, SpawnInfo, SysReturn};
+use crate::task::Tid;
 use crate::vm::{HostId, TaskId};
-
-/// A spawn waiting for a free slot.
-pub(crate) struct Queued {
-    seq: u64,
-    spawner: Tid,
-    spawn: Box<RemoteSpawn>,
-}
 
 impl Scheduler {
     pub(crate) fn handle_spawn(&mut self, spawner: Tid, call: SpawnCall) {
@@ -27,12 +23,10 @@ impl Scheduler {
 
     /// Adds a local task (or turns the reserved entry `tid` into one) and schedules it.
     fn add_local_as(&mut self, parent: Tid, tid: Tid, task: LocalTask) {
-        match self.tasks.get_mut(&tid) {
-            Some(e) => e.body = Body::Local(Some(task)),
-            None => {
-                self.tasks.insert(tid, Entry::new(parent, Body::Local(Some(task))));
-                self.tasks.get_mut(&parent).expect("spawner present").children += 1;
-            }
+        if self.tasks.contains_key(&tid) {
+            self.tasks.set_body(tid, Body::Local(Some(task)));
+        } else {
+            self.tasks.insert_child(parent, tid, Body::Local(Some(task)));
         }
         log::debug!(target: "cos", "task {parent} spawned local task {tid}");
         self.schedule(tid);
@@ -56,13 +50,11 @@ impl Scheduler {
         match started {
             Ok((task_id, host)) => {
                 let tid = spawn.reserved.unwrap_or_else(|| self.new_tid());
-                let remote = Remote { decode: spawn.decode };
-                match self.tasks.get_mut(&tid) {
-                    Some(e) => e.body = Body::Remote(remote),
-                    None => {
-                        self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
-                        self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
-                    }
+                let remote = Remote { decode: spawn.decode, id: Some(task_id) };
+                if self.tasks.contains_key(&tid) {
+                    self.tasks.set_body(tid, Body::Remote(remote));
+                } else {
+                    self.tasks.insert_child(spawner, tid, Body::Remote(remote));
                 }
                 self.remote.insert(task_id, tid);
                 if let Some(limit) = spawn.limit {
@@ -125,19 +117,13 @@ impl Scheduler {
             }
         } else if spawn.reserved.is_none() {
             let tid = self.new_tid();
-            let remote = Remote { decode: spawn.decode };
-            self.tasks.insert(tid, Entry::new(spawner, Body::Remote(remote)));
-            self.tasks.get_mut(&spawner).expect("spawner present").children += 1;
+            let remote = Remote { decode: spawn.decode, id: None };
+            self.tasks.insert_child(spawner, tid, Body::Remote(remote));
             spawn.reserved = Some(tid);
             self.reply(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: host.clone() })));
         }
         log::debug!(target: "cos", "task {spawner} waits for a free slot on {host:?}");
-        self.queue_seq += 1;
-        let q = Queued { seq: self.queue_seq, spawner, spawn };
-        match host {
-            Some(h) => self.queue_host.entry(h).or_default().push_back(q),
-            None => self.queue_any.push_back(q),
-        }
+        self.queues.push(spawner, spawn);
     }
 
     /// A slot freed: serve the waiting spawns in turn until one takes it (a spawn that fails to
@@ -146,13 +132,15 @@ impl Scheduler {
     /// A non-blocking spawn whose spawner has finished still starts: like a local orphan, its
     /// task runs on and its value is dropped.
     pub(crate) fn serve_queued(&mut self) {
-        let waiting = self.queue_any.len() + self.queue_host.values().map(|q| q.len()).sum::<usize>();
+        let waiting = self.queues.len();
         for _ in 0..waiting {
             let free = self.vm.as_ref().map_or(0, |vm| vm.free_slots());
             if free == 0 {
                 return;
             }
-            let Some(Queued { spawner, spawn, .. }) = self.pop_queued() else { return };
+            let vm = &self.vm;
+            let free_hosts = || vm.as_ref().map(|vm| vm.hosts_with_free_slots()).unwrap_or_default();
+            let Some(Queued { spawner, spawn, .. }) = self.queues.pop(free_hosts) else { return };
             let alive = match spawn.reserved {
                 Some(tid) => self.tasks.contains_key(&tid),
                 None => self.tasks.contains_key(&spawner),
@@ -167,69 +155,14 @@ impl Scheduler {
         }
     }
 
-    /// The next spawn to serve: one waiting for a host that now has a free slot first (the oldest
-    /// such), else the oldest one waiting for any host.
-    fn pop_queued(&mut self) -> Option<Queued> {
-        let mut pick: Option<HostId> = None;
-        if !self.queue_host.is_empty() {
-            if let Some(vm) = self.vm.as_ref() {
-                let mut best = u64::MAX;
-                for h in vm.hosts_with_free_slots() {
-                    if let Some(q) = self.queue_host.get(&h).and_then(|q| q.front()) {
-                        if q.seq < best {
-                            best = q.seq;
-                            pick = Some(h);
-                        }
-                    }
-                }
-            }
-        }
-        match pick {
-            Some(h) => {
-                let q = self.queue_host.get_mut(&h).expect("queue present");
-                let item = q.pop_front();
-                if q.is_empty() {
-                    self.queue_host.remove(&h);
-                }
-                item
-            }
-            None => self.queue_any.pop_front(),
-        }
-    }
-
-    /// Takes a blocked spawner out of the wait queues.
-    pub(crate) fn unqueue_spawner(&mut self, spawner: Tid) {
-        let blocked = |q: &Queued| q.spawner == spawner && q.spawn.reserved.is_none();
-        self.queue_any.retain(|q| !blocked(q));
-        for q in self.queue_host.values_mut() {
-            q.retain(|q| !blocked(q));
-        }
-        self.queue_host.retain(|_, q| !q.is_empty());
-    }
-
     /// The machine is gone: every spawn still waiting for a slot fails with `error` (a blocked
     /// spawner gets it as its answer; a reserved task ends with it).
     pub(crate) fn fail_queued(&mut self, error: &Error) {
-        let mut queued: Vec<Queued> = self.queue_any.drain(..).collect();
-        for (_, q) in std::mem::take(&mut self.queue_host) {
-            queued.extend(q);
-        }
-        queued.sort_by_key(|q| q.seq);
-        for q in queued {
+        for q in self.queues.drain() {
             match q.spawn.reserved {
                 Some(tid) => self.finish(tid, Err(error.clone())),
                 None => self.reply(q.spawner, SysReturn::Spawned(Err(error.clone()))),
             }
         }
-    }
-
-    /// Takes a non-blocking spawn's reserved task out of the wait queues.
-    pub(crate) fn unqueue_reserved(&mut self, tid: Tid) {
-        let reserved = |q: &Queued| q.spawn.reserved == Some(tid);
-        self.queue_any.retain(|q| !reserved(q));
-        for q in self.queue_host.values_mut() {
-            q.retain(|q| !reserved(q));
-        }
-        self.queue_host.retain(|_, q| !q.is_empty());
     }
 }

@@ -40,18 +40,25 @@ impl fmt::Display for Tid {
 ///
 /// It is `Copy`: it only names the task. [`crate::join`] takes it and gives back a `T`.
 ///
+/// A handle belongs to the thread whose OS runs its task: it is neither `Send` nor `Sync`, since
+/// on another thread its tid would name an unrelated task of that thread's OS. (A bare
+/// [`Tid`] is a plain number and goes anywhere.)
+///
 /// ```
 /// let t: cos::Task<String> = cos::spawn(|| "hi".to_string()).unwrap();
 /// assert_eq!(cos::join(t).unwrap(), "hi");
 /// ```
 pub struct Task<T> {
     tid: Tid,
+    /// A handle owns no `T`.
     marker: PhantomData<fn() -> T>,
+    /// A handle stays on its thread.
+    thread: PhantomData<*const ()>,
 }
 
 impl<T> Task<T> {
     pub(crate) fn new(tid: Tid) -> Self {
-        Task { tid, marker: PhantomData }
+        Task { tid, marker: PhantomData, thread: PhantomData }
     }
 
     /// The task's tid.

@@ -1,9 +1,5 @@
-//! Tasks: ids and handles, the task table, and local coroutines.
+//! Tasks as users see them: ids, typed handles, values and outcomes.
 
-pub(crate) mod coroutine;
 mod id;
-mod overflow;
-pub(crate) mod table;
 
-pub(crate) use coroutine::{LocalTask, StackPool, Step};
 pub use id::{Joined, Outcome, Task, Tid, Value};

@@ -1,5 +1,6 @@
 //! The one place that touches `corosensei`: local task coroutines and their stack pool.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
@@ -9,11 +10,30 @@ use corosensei::stack::Stack;
 use corosensei::trap::{CoroutineTrapHandler, TrapHandlerRegs};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
+use crate::coroutine::overflow::{in_guard_page, page_size};
 use crate::error::{panic_text, Error};
-use crate::syscall::{SysCall, SysReturn};
+use crate::syscall::{SpawnCallOf, SysCallOf, SysReturn};
 use crate::task::Outcome;
 
-type Co = Coroutine<SysReturn, SysCall, Outcome, DefaultStack>;
+pub(crate) mod overflow;
+
+/// A system call as a local task makes it.
+pub(crate) type SysCall = SysCallOf<LocalTask>;
+/// A spawn as a local task makes it.
+pub(crate) type SpawnCall = SpawnCallOf<LocalTask>;
+
+/// How a coroutine's body ended; the scheduler, which knows the task's tid, turns a panic or an
+/// overflow into the task's error.
+pub(crate) enum Ended {
+    /// The task's function returned.
+    Returned(Outcome),
+    /// It panicked, with this message.
+    Panicked(String),
+    /// It overflowed its stack.
+    Overflowed,
+}
+
+type Co = Coroutine<SysReturn, SysCall, Ended, DefaultStack>;
 type Y = Yielder<SysReturn, SysCall>;
 
 thread_local! {
@@ -22,7 +42,7 @@ thread_local! {
     static YIELDER: Cell<*const Y> = const { Cell::new(ptr::null()) };
     /// The running task's trap handler and the bottom of its stack's mapping (the guard page),
     /// for the stack-overflow signal handler.
-    static TRAP: Cell<Option<(CoroutineTrapHandler<Outcome>, usize)>> = const { Cell::new(None) };
+    static TRAP: Cell<Option<(CoroutineTrapHandler<Ended>, usize)>> = const { Cell::new(None) };
     /// Set while the scheduler unwinds a suspended task's stack on purpose, so that the task's
     /// own panic catcher lets that unwinding through.
     static UNWINDING: Cell<bool> = const { Cell::new(false) };
@@ -39,8 +59,8 @@ pub(crate) struct LocalTask {
 pub(crate) enum Step {
     /// It made a system call and waits for its answer.
     Call(SysCall),
-    /// It finished.
-    Done(Outcome),
+    /// It ended.
+    Done(Ended),
 }
 
 impl LocalTask {
@@ -49,17 +69,19 @@ impl LocalTask {
     where
         F: FnOnce() -> Outcome + 'static,
     {
-        crate::task::overflow::install();
+        crate::coroutine::overflow::install();
         let limit = stack.limit().get();
         let co = Co::with_stack(stack, move |yielder: &Y, _first: SysReturn| {
             YIELDER.with(|y| y.set(yielder));
             match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(outcome) => outcome,
+                Ok(outcome) => Ended::Returned(outcome),
                 Err(payload) => {
                     if UNWINDING.with(Cell::get) {
                         panic::resume_unwind(payload);
                     }
-                    Err(Error::Panicked { tid: crate::os::tid(), message: panic_text(&*payload) })
+                    let message = panic_text(&*payload);
+                    discard_panic(payload);
+                    Ended::Panicked(message)
                 }
             }
         });
@@ -68,13 +90,22 @@ impl LocalTask {
 
     /// Runs the task until its next system call or its end.
     pub(crate) fn resume(&mut self, input: SysReturn) -> Step {
+        /// Clears the running task's yielder and trap when the task gives control back, also
+        /// when a panic escapes it: a yielder left behind would point into a finished stack.
+        struct Running;
+        impl Drop for Running {
+            fn drop(&mut self) {
+                TRAP.with(|t| t.set(None));
+                YIELDER.with(|y| y.set(ptr::null()));
+            }
+        }
         TRAP.with(|t| t.set(Some((self.co.trap_handler(), self.limit))));
+        let running = Running;
         let r = self.co.resume(input);
-        TRAP.with(|t| t.set(None));
-        YIELDER.with(|y| y.set(ptr::null()));
+        drop(running);
         match r {
             CoroutineResult::Yield(call) => Step::Call(call),
-            CoroutineResult::Return(outcome) => Step::Done(outcome),
+            CoroutineResult::Return(ended) => Step::Done(ended),
         }
     }
 
@@ -98,7 +129,7 @@ impl LocalTask {
 }
 
 /// Called by the signal handler on a memory fault: when the fault hit the guard page of the
-/// running task's stack, that task is made to return [`Error::StackOverflow`] once the handler
+/// running task's stack, that task is made to return [`Ended::Overflowed`] once the handler
 /// returns; the registers to set in the interrupted context come back.
 ///
 /// # Safety
@@ -106,31 +137,49 @@ impl LocalTask {
 /// faulted, and the caller must then set the returned registers in the interrupted context.
 pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Option<TrapHandlerRegs> {
     let (trap, limit) = TRAP.with(Cell::take)?;
-    // `limit` is the bottom of the stack's mapping, whose lowest page is the guard page.
-    let guard_top = limit + 4096;
-    if !trap.stack_ptr_in_bounds(stack_ptr) || fault >= guard_top || fault < limit.saturating_sub(GUARD_REACH)
-    {
+    if !trap.stack_ptr_in_bounds(stack_ptr) || !in_guard_page(fault, limit, page_size()) {
         TRAP.with(|t| t.set(Some((trap, limit))));
         return None;
     }
-    // SAFETY: the stack pointer is inside this coroutine (checked above), the caller is the
-    // fault handler and sets the returned registers; the abandoned frames are never resumed.
-    Some(unsafe { trap.setup_trap_handler(|| Err(Error::StackOverflow(crate::os::tid()))) })
+    // SAFETY: corosensei's contract for `setup_trap_handler`, clause by clause:
+    // - "The result of [`stack_ptr_in_bounds`] is only meaningful if the coroutine has not been
+    //   dropped yet": `TRAP` holds the handler only while `LocalTask::resume` runs, which holds
+    //   the coroutine by `&mut`; the guard in `resume` clears it on every way out.
+    // - "the exception context must have its stack pointer within the interrupted coroutine, as
+    //   checked by `stack_ptr_in_bounds`": checked above, on the interrupted context's rsp; the
+    //   fault itself lies in this coroutine's guard page (`in_guard_page`), so the interrupted
+    //   code is this task's, not the scheduler's or a signal handler's.
+    // - "the trap handler *must* update the interrupted register context as specified in the
+    //   `TrapHandlerRegs`": our caller's contract (above); `overflow::handler` sets rip, rsp,
+    //   rbp, rdi and rsi, every field of x86-64's `TrapHandlerRegs`.
+    // - "It is safe for the provided function to panic ... However no further traps may happen
+    //   after this": the function only returns `Ended::Overflowed`, and does not panic.
+    // - "The coroutine must not write to any memory outside of itself except through volatile
+    //   operations or assembly": a task cannot promise this; it writes shared memory like any
+    //   Rust code. What is written stays written: the abandoned frames never run again, so
+    //   whatever they held stays held (a lock stays locked, a `RefCell` stays borrowed, heap
+    //   memory is leaked), and a structure they were changing is left as it was at the fault
+    //   (for example half updated, if the fault hit inside the update). This is the documented cost of
+    //   recovering (docs/architecture.md, "Stack overflow"). Values pinned on the abandoned
+    //   frames are not dropped either; the stack is reset and reused, so code that relies on a
+    //   pinned stack value's destructor (a `std::thread::scope` whose threads borrow from the
+    //   stack) must not overflow.
+    Some(unsafe { trap.setup_trap_handler(|| Ended::Overflowed) })
 }
 
-/// How far below a stack's guard page a fault still counts as an overflow of that stack (the
-/// guard page, and frames that probe past it).
-const GUARD_REACH: usize = 64 * 1024;
-
-/// Whether the caller runs inside a local task (as opposed to the main program).
-pub(crate) fn in_task() -> bool {
-    YIELDER.with(|y| !y.get().is_null())
+/// Drops a panic's payload, whose own destructor may panic again: that second payload is
+/// leaked rather than dropped (its destructor might panic once more), so nothing unwinds out.
+pub(crate) fn discard_panic(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        log::warn!(target: "cos", "a panic payload's destructor panicked; that payload is leaked");
+        std::mem::forget(again);
+    }
 }
 
 /// Hands `call` to the scheduler from inside a local task and returns its answer.
 ///
 /// # Panics
-/// When called outside a local task (check [`in_task`] first).
+/// When called outside a local task (the caller checks the context first).
 pub(crate) fn suspend(call: SysCall) -> SysReturn {
     let y = YIELDER.with(Cell::get);
     assert!(!y.is_null(), "suspend called outside a local task");
@@ -143,7 +192,8 @@ pub(crate) fn suspend(call: SysCall) -> SysReturn {
     answer
 }
 
-/// Reusable task stacks, so that a spawn does not cost an `mmap` each time.
+/// Reusable task stacks, so that a spawn does not cost an `mmap` each time. Their size follows
+/// [`crate::set_stack_size`].
 pub(crate) struct StackPool {
     size: usize,
     free: Vec<DefaultStack>,
@@ -153,23 +203,17 @@ pub(crate) struct StackPool {
 const POOL_MAX: usize = 4096;
 
 impl StackPool {
-    pub(crate) fn new(size: usize) -> Self {
-        StackPool { size, free: Vec::new() }
+    pub(crate) fn new() -> Self {
+        StackPool { size: crate::context::stack_size(), free: Vec::new() }
     }
 
-    pub(crate) fn size(&self) -> usize {
-        self.size
-    }
-
-    /// Changes the size of stacks handed out from now on; idle stacks of the old size are freed.
-    pub(crate) fn set_size(&mut self, size: usize) {
+    /// A stack of the size asked for now; idle stacks of an older size are freed.
+    pub(crate) fn take(&mut self) -> Result<DefaultStack, Error> {
+        let size = crate::context::stack_size();
         if size != self.size {
             self.size = size;
             self.free.clear();
         }
-    }
-
-    pub(crate) fn take(&mut self) -> Result<DefaultStack, Error> {
         match self.free.pop() {
             Some(s) => Ok(s),
             None => DefaultStack::new(self.size).map_err(|e| Error::StackAlloc(e.to_string())),
