@@ -2,7 +2,9 @@
 //! trip, and spawn+run+join of a trivial task.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use std::cell::Cell;
 use std::hint::black_box;
+use std::rc::Rc;
 
 fn floor(c: &mut Criterion) {
     use corosensei::{Coroutine, CoroutineResult};
@@ -18,13 +20,21 @@ fn floor(c: &mut Criterion) {
 }
 
 fn yield_round_trip(c: &mut Criterion) {
-    // One other task yields forever; each main-program yield runs it once and comes back:
-    // two switches, as in the floor's resume+suspend.
-    let _spinner = cos::spawn(|| loop {
-        cos::yield_now();
+    // One other task yields until told to stop; each main-program yield runs it once and comes
+    // back: two switches, as in the floor's resume+suspend. It ends (and is joined) before the
+    // next bench, which would otherwise pay for it on every switch.
+    let stop = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&stop);
+    let spinner = cos::spawn(move || {
+        while !flag.get() {
+            cos::yield_now();
+        }
     })
     .unwrap();
     c.bench_function("cos: yield round trip", |b| b.iter(cos::yield_now));
+    stop.set(true);
+    cos::join(spinner).unwrap();
+    assert_eq!(cos::task_count(), 1, "the yield bench leaves only the main program");
 }
 
 fn spawn_join(c: &mut Criterion) {

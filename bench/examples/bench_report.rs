@@ -1,15 +1,18 @@
-//! The performance report: cos next to the hardware floor and its peers, measured side by side
-//! in one run, with the project's targets marked PASS or MISS.
+//! The performance report: cos next to its transports' floors and its peers, measured side by
+//! side in one run, with the project's targets marked PASS or MISS, printed as one table.
 //!
 //! ```text
-//! cargo run --release -p cos-bench --example bench_report
+//! cargo run --release -p cos-bench --example bench_report              # thread and process rows
+//! cargo run --release -p cos-bench --example bench_report -- --quick   # fewer, shorter batches
 //! ```
 //!
-//! Every row is the median of several timed batches (11 where the run time allows) and its
-//! ratio to a reference measured in the same run. `docs/performance.md` explains the rows,
-//! shows a run and what the profiles say about the missed targets.
+//! Every timed row is the median of several batches and its ratio to a reference measured in
+//! the same run; the floors (channel, Unix-socket and MPI ping-pong, bare corosensei) are
+//! programs in this file, the Unix-socket echo and the large-N rows run in fresh child
+//! processes (this executable started again). `docs/performance.md` explains the rows.
 //!
-//! With the `mpi` feature and under `mpirun` (`--vm mpi`), it measures the MPI machine only:
+//! Under `mpirun` (detected, or `--vm mpi`), with the `mpi` feature, it measures the MPI
+//! machine's rows and the MPI ping-pong floor instead:
 //!
 //! ```text
 //! cargo build --release -p cos-bench --features mpi --example bench_report
@@ -17,7 +20,10 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -40,8 +46,21 @@ static SLEEP: RemoteFn<u64, u64> = RemoteFn::new("sleep_ms", |ms| {
     ms
 });
 
+/// Where a worker runs and how much CPU it has used, after sleeping the given milliseconds:
+/// (process id, thread id, CPU of its process, CPU of its thread; nanoseconds).
+static PROBE: RemoteFn<u64, (u32, i64, u64, u64)> = RemoteFn::new("probe", |ms| {
+    std::thread::sleep(Duration::from_millis(ms));
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let ns = |d: Duration| d.as_nanos() as u64;
+    (std::process::id(), tid, ns(cpu_time(libc::RUSAGE_SELF)), ns(cpu_time(libc::RUSAGE_THREAD)))
+});
+
 fn registry() -> Registry {
-    Registry::new().with(&DOUBLE).with(&SPIN).with(&SLEEP)
+    let r = Registry::new().with(&DOUBLE).with(&SPIN).with(&SLEEP).with(&PROBE);
+    #[cfg(feature = "mpi")]
+    let r = r.with(&mpi_floor::ECHO);
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,10 +133,10 @@ enum Unit {
     Rate,
     /// Bytes.
     Bytes,
-    /// A plain factor.
-    Factor,
-    /// A share of one core, in percent.
+    /// A share of one core (or of the cores in use), in percent.
     Percent,
+    /// A plain count.
+    Count,
 }
 
 struct Row {
@@ -190,8 +209,8 @@ impl Report {
                 Unit::Time => fmt_time(r.value),
                 Unit::Rate => fmt_rate(r.value),
                 Unit::Bytes => format!("{:.2} KiB", r.value / 1024.0),
-                Unit::Factor => format!("{:.2}x", r.value),
                 Unit::Percent => format!("{:.2} %", r.value),
+                Unit::Count => format!("{:.0}", r.value),
             };
             let (reference, ratio) = match &r.reference {
                 Some((n, x)) => (n.clone(), format!("{x:.3}")),
@@ -250,34 +269,78 @@ impl Row {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Floor
+// How long the run takes
 
-fn corosensei_round_trip() -> Sample {
+/// Batch sizes: `--quick` runs five batches of a tenth of the operations, for CI.
+#[derive(Clone, Copy)]
+struct Cfg {
+    quick: bool,
+}
+
+impl Cfg {
+    /// Timed batches of a row (the warm-up batch comes on top).
+    fn reps(self, full: usize) -> usize {
+        if self.quick {
+            full.min(5)
+        } else {
+            full
+        }
+    }
+
+    /// Operations in one batch.
+    fn n(self, full: u64) -> u64 {
+        if self.quick {
+            (full / 10).max(1)
+        } else {
+            full
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floor programs
+
+fn corosensei_round_trip(cfg: Cfg) -> Sample {
     use corosensei::{Coroutine, CoroutineResult};
     let mut co = Coroutine::<(), (), (), _>::new(|y, ()| loop {
         y.suspend(());
     });
-    measure(11, 2_000_000, |n| {
+    measure(cfg.reps(11), cfg.n(2_000_000), |n| {
         for _ in 0..n {
             black_box(matches!(co.resume(()), CoroutineResult::Yield(())));
         }
     })
 }
 
-fn channel_round_trip() -> Sample {
+/// Ping-pong with an echo thread over two crossbeam channels. `spinning`: both sides poll with
+/// `try_recv` and never sleep; else both block in `recv` (which spins briefly, then parks).
+fn channel_round_trip(cfg: Cfg, spinning: bool) -> Sample {
+    use crossbeam_channel::{Receiver, TryRecvError};
+    fn recv(rx: &Receiver<u64>, spinning: bool) -> Option<u64> {
+        if !spinning {
+            return rx.recv().ok();
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(x) => return Some(x),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Disconnected) => return None,
+            }
+        }
+    }
     let (to_tx, to_rx) = crossbeam_channel::unbounded::<u64>();
     let (back_tx, back_rx) = crossbeam_channel::unbounded::<u64>();
     let echo = std::thread::spawn(move || {
-        for x in to_rx {
+        while let Some(x) = recv(&to_rx, spinning) {
             if back_tx.send(x).is_err() {
                 break;
             }
         }
     });
-    let s = measure(11, 20_000, |n| {
+    let s = measure(cfg.reps(11), cfg.n(20_000), |n| {
         for i in 0..n {
             to_tx.send(i).expect("echo thread alive");
-            black_box(back_rx.recv().expect("echo thread alive"));
+            black_box(recv(&back_rx, spinning).expect("echo thread alive"));
         }
     });
     drop(to_tx);
@@ -285,8 +348,8 @@ fn channel_round_trip() -> Sample {
     s
 }
 
-fn postcard_job() -> Sample {
-    measure(11, 500_000, |n| {
+fn postcard_job(cfg: Cfg) -> Sample {
+    measure(cfg.reps(11), cfg.n(500_000), |n| {
         for i in 0..n {
             let call = RemoteCall::new("double", &black_box(i)).expect("encodes");
             let bytes = postcard::to_stdvec(&call).expect("encodes");
@@ -297,10 +360,156 @@ fn postcard_job() -> Sample {
     })
 }
 
+/// The environment variable that makes this executable one of the report's child programs.
+const CHILD_ENV: &str = "COS_BENCH_CHILD";
+/// The socket path of the Unix-socket echo child.
+const SOCKET_ENV: &str = "COS_BENCH_SOCKET";
+
+/// This executable started again as the child program `mode` (no arguments, so no `--vm`).
+fn child(mode: &str) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| std::env::args().next().unwrap_or_default().into());
+    let mut c = Command::new(exe);
+    c.env(CHILD_ENV, mode).env_remove("COS_VM").stdin(Stdio::null());
+    c
+}
+
+/// Runs a child program: `socket-echo spinning|blocking` echoes 8-byte messages on the socket at
+/// `$COS_BENCH_SOCKET` until it is closed; `spawn-all N ROUNDS REPS` prints the per-task time of spawning N tasks and
+/// joining them all with `join_any`, in this fresh process.
+fn child_main(mode: &str) -> Result<(), String> {
+    let words: Vec<&str> = mode.split_whitespace().collect();
+    match words.as_slice() {
+        ["socket-echo", how] => {
+            let path = std::env::var_os(SOCKET_ENV).ok_or("no socket path")?;
+            let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+            s.set_nonblocking(*how == "spinning").map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 8];
+            while read_full(&mut s, &mut buf).is_ok() {
+                if s.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        ["spawn-all", n, rounds, reps] => {
+            let num = |w: &str| w.parse::<u64>().map_err(|e| format!("{w}: {e}"));
+            let s = spawn_all_join_all(num(reps)? as usize, num(n)?, num(rounds)?);
+            println!("per_task {} {} {}", s.median, s.min, s.max);
+            Ok(())
+        }
+        _ => Err(format!("unknown child program {mode:?}")),
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; on a non-blocking socket it spins until they are there.
+fn read_full(s: &mut std::os::unix::net::UnixStream, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Unix-socket ping-pong of 8 bytes with a child process (this executable started again).
+/// `spinning`: both sides read without blocking, in a loop; else both block in `read`.
+fn socket_round_trip(cfg: Cfg, spinning: bool) -> Result<Sample, String> {
+    use std::os::unix::net::UnixListener;
+    let path = std::env::temp_dir().join(format!("cos-bench-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let how = if spinning { "socket-echo spinning" } else { "socket-echo blocking" };
+    let mut echo = child(how).env(SOCKET_ENV, &path).spawn().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let accepted = loop {
+        match listener.accept() {
+            Ok((s, _)) => break Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline || echo.try_wait().ok().flatten().is_some() {
+                    break Err("the echo child did not connect".to_string());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let _ = std::fs::remove_file(&path);
+    let mut s = match accepted {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = echo.kill();
+            let _ = echo.wait();
+            return Err(e);
+        }
+    };
+    s.set_nonblocking(spinning).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 8];
+    let sample = measure(cfg.reps(11), cfg.n(5_000), |n| {
+        for i in 0..n {
+            s.write_all(&i.to_le_bytes()).expect("echo child alive");
+            read_full(&mut s, &mut buf).expect("echo child alive");
+            black_box(buf);
+        }
+    });
+    drop(s);
+    let _ = echo.wait();
+    Ok(sample)
+}
+
+/// MPI ping-pong between rank 0 and one worker rank. The MPI machine owns MPI (it initializes
+/// it, and the other ranks serve jobs inside it), so the worker's side of the ping-pong runs as
+/// one remote job that echoes on its own tag while rank 0 sends from the main program; both
+/// sides use MPI's plain blocking send and receive.
+#[cfg(feature = "mpi")]
+mod mpi_floor {
+    use super::{measure, Cfg, Sample};
+    use mpi::point_to_point::{Destination, Source};
+    use mpi::topology::{Communicator, SimpleCommunicator};
+    use std::hint::black_box;
+
+    /// A tag the MPI machine does not use.
+    const TAG: mpi::Tag = 7001;
+
+    /// The worker's side: says which rank it is, then echoes `n` messages.
+    pub static ECHO: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("bench_mpi_echo", |n| {
+        let world = SimpleCommunicator::world();
+        let root = world.process_at_rank(0);
+        root.send_with_tag(&world.rank(), TAG);
+        for _ in 0..n {
+            let (x, _) = root.receive_with_tag::<u64>(TAG);
+            root.send_with_tag(&x, TAG);
+        }
+        n
+    });
+
+    pub fn round_trip(cfg: Cfg) -> Result<Sample, cos::Error> {
+        let (reps, n) = (cfg.reps(11), cfg.n(20_000));
+        let total = n.div_ceil(10).max(1) + reps as u64 * n;
+        let echo = cos::spawn_remote(&ECHO, total)?;
+        let world = SimpleCommunicator::world();
+        let (rank, _) = world.any_process().receive_with_tag::<mpi::Rank>(TAG);
+        let peer = world.process_at_rank(rank);
+        let s = measure(reps, n, |n| {
+            for i in 0..n {
+                peer.send_with_tag(&i, TAG);
+                black_box(peer.receive_with_tag::<u64>(TAG));
+            }
+        });
+        cos::join(echo)?;
+        Ok(s)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Local
 
-/// Runs `f` while one other task yields in a loop.
+/// Runs `f` while one other task yields in a loop; the task ends before this returns.
 fn with_spinner<R>(f: impl FnOnce() -> R) -> R {
     let stop = Rc::new(Cell::new(false));
     let s2 = Rc::clone(&stop);
@@ -316,9 +525,9 @@ fn with_spinner<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-fn cos_yield_round_trip() -> Sample {
+fn cos_yield_round_trip(cfg: Cfg) -> Sample {
     with_spinner(|| {
-        measure(11, 1_000_000, |n| {
+        measure(cfg.reps(11), cfg.n(1_000_000), |n| {
             for _ in 0..n {
                 cos::yield_now();
             }
@@ -334,8 +543,8 @@ fn cos_yield_round_trip_n(n: u64) {
     })
 }
 
-fn cos_spawn_join() -> Sample {
-    measure(11, 300_000, |n| {
+fn cos_spawn_join(cfg: Cfg) -> Sample {
+    measure(cfg.reps(11), cfg.n(300_000), |n| {
         for i in 0..n {
             let t = cos::spawn(move || black_box(i)).expect("stack");
             black_box(cos::join(t).expect("joins"));
@@ -343,13 +552,13 @@ fn cos_spawn_join() -> Sample {
     })
 }
 
-fn tokio_spawn_join() -> Sample {
+fn tokio_spawn_join(cfg: Cfg) -> Sample {
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio runtime");
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        let n = 300_000u64;
+        let n = cfg.n(300_000);
         let mut per_op = Vec::new();
-        for rep in 0..12 {
+        for rep in 0..=cfg.reps(11) {
             let t = Instant::now();
             for i in 0..n {
                 black_box(tokio::task::spawn_local(async move { black_box(i) }).await.expect("joins"));
@@ -364,10 +573,10 @@ fn tokio_spawn_join() -> Sample {
 
 /// may's go! + join, from inside a coroutine on a one-worker scheduler (as cos and LocalSet run
 /// on one thread).
-fn may_spawn_join() -> Sample {
+fn may_spawn_join(cfg: Cfg) -> Sample {
     may::config().set_workers(1);
     let outer = may::go!(move || {
-        measure(11, 100_000, |n| {
+        measure(cfg.reps(11), cfg.n(100_000), |n| {
             for i in 0..n {
                 black_box(may::go!(move || black_box(i)).join().expect("joins"));
             }
@@ -376,12 +585,45 @@ fn may_spawn_join() -> Sample {
     outer.join().expect("may coroutine")
 }
 
-fn thread_spawn_join() -> Sample {
-    measure(11, 2_000, |n| {
+fn thread_spawn_join(cfg: Cfg) -> Sample {
+    measure(cfg.reps(11), cfg.n(2_000), |n| {
         for i in 0..n {
             black_box(std::thread::spawn(move || black_box(i)).join().expect("joins"));
         }
     })
+}
+
+/// Per-task time of spawning `n` trivial local tasks, then joining them all; `rounds` times a
+/// batch, so that small `n` make batches long enough to time.
+fn spawn_all_join_all(reps: usize, n: u64, rounds: u64) -> Sample {
+    measure(reps, n * rounds, |total| {
+        for _ in 0..total.div_ceil(n) {
+            for i in 0..n {
+                cos::spawn(move || black_box(i)).expect("stack");
+            }
+            let mut joined = 0;
+            while cos::join_any().expect("joins").is_some() {
+                joined += 1;
+            }
+            assert_eq!(joined, n);
+        }
+    })
+}
+
+/// The per-task time of [`spawn_all_join_all`] in a fresh child process.
+fn spawn_all_fresh(reps: usize, n: u64, rounds: u64) -> Result<Sample, String> {
+    let out = child(&format!("spawn-all {n} {rounds} {reps}")).stderr(Stdio::inherit()).output();
+    let out = out.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("per_task "))
+        .ok_or_else(|| format!("the child printed no result (status {})", out.status))?;
+    let v: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    match v.as_slice() {
+        [median, min, max] => Ok(Sample { median: *median, min: *min, max: *max }),
+        _ => Err(format!("unreadable child result {line:?}")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,15 +684,25 @@ fn memory_per_task(n: usize) -> Memory {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Remote
+// Machines: the same rows on every machine, whichever is set
 
-/// Time per trivial job through `cos::dispatch`, `n` jobs a batch, on the machine that is set.
-fn dispatch_trivial(reps: usize, n: u64) -> Sample {
-    measure(reps, n, |n| {
+/// A transport's floor: its name and round-trip time in seconds.
+struct Floor {
+    name: String,
+    round_trip: f64,
+}
+
+/// Time per trivial job through `cos::dispatch`, `n` jobs a batch, on the machine that is set;
+/// with the CPU time `who` (RUSAGE_THREAD or RUSAGE_SELF) spent per job over all batches.
+fn dispatch_trivial(reps: usize, n: u64, who: i32) -> (Sample, f64) {
+    let cpu0 = cpu_time(who);
+    let s = measure(reps, n, |n| {
         let r = cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch");
         assert_eq!(r.len() as u64, n);
         black_box(r);
-    })
+    });
+    let jobs = n.div_ceil(10).max(1) + reps as u64 * n;
+    (s, (cpu_time(who) - cpu0).as_secs_f64() / jobs as f64)
 }
 
 /// Time of one job from spawn to joined value, on the machine that is set.
@@ -462,12 +714,215 @@ fn remote_latency(reps: usize, n: u64) -> Sample {
     })
 }
 
-fn rayon_trivial(n: u64) -> Sample {
-    use rayon::prelude::*;
-    measure(11, n, |n| {
-        let v: Vec<u64> = (0..n).into_par_iter().map(|i| DOUBLE.call(black_box(i))).collect();
-        black_box(v);
-    })
+/// What [`machine_rows`] measured, for the model.
+struct Measured {
+    round_trip: f64,
+    spawner_per_job: f64,
+    workers: usize,
+}
+
+/// One job's round trip and trivial-job throughput on the machine that is set, next to its
+/// transport's floor. `who` says whose CPU is the spawner's: the main thread (RUSAGE_THREAD) when
+/// workers are threads of this process, else the process.
+fn machine_rows(rep: &mut Report, cfg: Cfg, label: &str, who: i32, floor: &Floor, jobs: u64) -> Measured {
+    let workers = cos::free_slots().unwrap_or(0);
+    let lat = remote_latency(cfg.reps(11), cfg.n(jobs / 4).max(20));
+    let ratio = lat.median / floor.round_trip;
+    rep.row("machine", format!("{label}: one job's round trip"), Unit::Time, lat.median)
+        .sample(lat)
+        .reference(format!("{} {}", floor.name, fmt_time(floor.round_trip)), ratio)
+        .target("<= 2x floor", ratio <= 2.0);
+    let (s, spawner) = dispatch_trivial(cfg.reps(11), cfg.n(jobs).max(20), who);
+    let ratio = floor.round_trip / s.median;
+    rep.row("machine", format!("{label}: trivial jobs, {workers} workers"), Unit::Rate, s.median)
+        .sample(s)
+        .reference(format!("its floor's rate {}", fmt_rate(floor.round_trip)), ratio)
+        .target(">= 0.5x floor rate", ratio >= 0.5);
+    Measured { round_trip: lat.median, spawner_per_job: spawner, workers }
+}
+
+/// Idle CPU over a 1 s wait: the spawner's (`who`, as in [`machine_rows`]) while it waits on a
+/// job that sleeps 1 s, and every worker's over the same second (one of them sleeps in that job,
+/// the others wait for work). A probe job on every worker before and after reads its CPU time.
+fn idle_rows(rep: &mut Report, label: &str, who: i32) {
+    let workers = cos::free_slots().unwrap_or(0);
+    let probe = || -> Vec<(u32, i64, u64, u64)> {
+        let r = cos::dispatch((0..workers).map(|_| cos::job(&PROBE, 30))).expect("probe jobs");
+        r.into_iter().filter_map(Result::ok).collect()
+    };
+    let before = probe();
+    let w0 = Instant::now();
+    let (c0, t0) = (cpu_time(who), Instant::now());
+    assert_eq!(cos::dispatch_single(cos::job(&SLEEP, 1000)).expect("sleep job"), 1000);
+    let spawner = 100.0 * (cpu_time(who) - c0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let after = probe();
+    let wall = w0.elapsed().as_secs_f64();
+    // Worker threads of this process are told apart by thread, worker processes by process.
+    let threads = before.iter().all(|p| p.0 == std::process::id());
+    let key = |p: &(u32, i64, u64, u64)| if threads { (p.0, p.1) } else { (p.0, 0) };
+    let cpu = |p: &(u32, i64, u64, u64)| if threads { p.3 } else { p.2 };
+    let first: BTreeMap<_, _> = before.iter().map(|p| (key(p), cpu(p))).collect();
+    let shares: Vec<f64> = after
+        .iter()
+        .filter_map(|p| first.get(&key(p)).map(|c0| 100.0 * cpu(p).saturating_sub(*c0) as f64 * 1e-9 / wall))
+        .collect();
+    let spawner_what = if who == libc::RUSAGE_THREAD { "spawner thread" } else { "spawner process" };
+    rep.row("idle", format!("{label}: {spawner_what} CPU, waiting 1 s on a job"), Unit::Percent, spawner)
+        .reference("one core", spawner / 100.0)
+        .target("< 2 % of a core", spawner < 2.0);
+    match shares.iter().copied().reduce(f64::max) {
+        Some(worst) => {
+            rep.row(
+                "idle",
+                format!("{label}: worker CPU over that second, worst of {}", shares.len()),
+                Unit::Percent,
+                worst,
+            )
+            .reference("one core", worst / 100.0)
+            .target("< 2 % of a core", worst < 2.0);
+        }
+        None => rep.note(format!("{label}: the probe jobs found no worker twice; no worker idle row")),
+    }
+}
+
+/// The share of two cores kept busy by 1 ms CPU jobs: two local tasks each run `per_task` jobs
+/// one after another (so two jobs are in flight at any time, whatever the machine's slot count).
+/// `plain` is the share two plain threads got with the same spins ([`busy_plain_threads`]).
+fn busy_rows(rep: &mut Report, cfg: Cfg, label: &str, plain: f64) {
+    let per_task = cfg.n(100).max(20);
+    let fractions = (0..=cfg.reps(7))
+        .map(|_| {
+            let t = Instant::now();
+            let tasks: Vec<_> = (0..2)
+                .map(|_| {
+                    cos::spawn(move || {
+                        for _ in 0..per_task {
+                            cos::dispatch_single(cos::job(&SPIN, 1000)).expect("spin job");
+                        }
+                    })
+                    .expect("stack")
+                })
+                .collect();
+            for task in tasks {
+                cos::join(task).expect("task ends");
+            }
+            (per_task as f64 * 1e-3) / t.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    let s = Sample::from_per_op(fractions);
+    rep.row(
+        "busy",
+        format!("{label}: 1 ms jobs on 2 workers, busy share of 2 cores"),
+        Unit::Percent,
+        100.0 * s.median,
+    )
+    .sample(s)
+    .reference(format!("plain threads {:.1} %", 100.0 * plain), s.median / plain)
+    .target(">= 95 %", s.median >= 0.95);
+}
+
+/// The same 1 ms spins on two plain threads: what the machine itself gives at this moment (a
+/// spin ends by the clock, so a thread that loses its core overshoots). Returns the share.
+fn busy_plain_threads(rep: &mut Report, cfg: Cfg) -> f64 {
+    let per_thread = cfg.n(100).max(20);
+    let fractions = (0..=cfg.reps(7))
+        .map(|_| {
+            let t = Instant::now();
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        for _ in 0..per_thread {
+                            black_box(SPIN.call(1000));
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().expect("spinning thread");
+            }
+            (per_thread as f64 * 1e-3) / t.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    let s = Sample::from_per_op(fractions);
+    rep.row("busy", "plain threads, the same 1 ms spins on 2 threads", Unit::Percent, 100.0 * s.median)
+        .sample(s)
+        .reference("all of 2 cores", s.median);
+    s.median
+}
+
+/// The model of one spawner: each job costs the spawner `c` (its CPU per trivial job) and a
+/// worker waits one round trip `L` between jobs, so with jobs of `T` seconds, W workers do
+/// min(W / (T + L), 1 / c) jobs/s: the curve rises with W and bends flat at W = (T + L) / c.
+fn model_rows(rep: &mut Report, label: &str, m: &Measured, target: bool) {
+    let c = m.spawner_per_job;
+    rep.row(
+        "model",
+        format!("{label}: spawner CPU per trivial job, c ({} workers)", m.workers),
+        Unit::Time,
+        c,
+    );
+    let r = rep.row("model", format!("{label}: one spawner's limit, 1/c"), Unit::Rate, c);
+    if target {
+        r.target(">= 100 k/s (model)", 1.0 / c >= 100_000.0);
+    }
+    for ms in [1.0, 10.0, 100.0] {
+        let bend = (ms * 1e-3 + m.round_trip) / c;
+        rep.row(
+            "model",
+            format!("{label}: workers one spawner keeps busy, {ms:.0} ms jobs (bend at (T+L)/c)"),
+            Unit::Count,
+            bend,
+        );
+    }
+}
+
+/// Trivial-job throughput on ThreadVm with 1..N workers (up to four per core), next to the
+/// model's min(W r1, 1/c): `r1` the one-worker rate (a worker's cycle for a trivial job) and `c`
+/// the spawner's CPU per job with the most workers, where it waits least (its waits spin for a
+/// few microseconds, so `c` with few workers counts waiting too). The bend is at W = 1/(r1 c).
+/// Returns that `c`.
+fn thread_scaling_rows(rep: &mut Report, cfg: Cfg) -> f64 {
+    let most = most_workers(cfg);
+    let widths: Vec<usize> =
+        std::iter::successors(Some(1), |w| Some(w * 2)).take_while(|w| *w <= most).collect();
+    let runs: Vec<(usize, Sample, f64)> = widths
+        .iter()
+        .map(|&w| {
+            let (s, c) =
+                with_thread_vm(w, || dispatch_trivial(cfg.reps(7), cfg.n(20_000), libc::RUSAGE_THREAD));
+            (w, s, c)
+        })
+        .collect();
+    let r1 = 1.0 / runs[0].1.median;
+    let c = runs[runs.len() - 1].2;
+    for (w, s, _) in &runs {
+        let model = (*w as f64 * r1).min(1.0 / c);
+        rep.row("model", format!("ThreadVm trivial jobs, {w} workers (measured)"), Unit::Rate, s.median)
+            .sample(*s)
+            .reference(format!("model min(W r1, 1/c) {}", fmt_rate(1.0 / model)), (1.0 / s.median) / model);
+    }
+    let best = runs.iter().map(|r| r.1.median).fold(f64::INFINITY, f64::min);
+    rep.row("model", "ThreadVm trivial jobs: the best of those (one spawner)", Unit::Rate, best)
+        .target(">= 100 k/s", 1.0 / best >= 100_000.0);
+    rep.row(
+        "model",
+        format!("ThreadVm trivial jobs: the bend, W = 1/(r1 c), c at {most} workers"),
+        Unit::Count,
+        1.0 / (r1 * c),
+    );
+    c
+}
+
+/// The most ThreadVm workers [`thread_scaling_rows`] tries: four per core, at most 16.
+fn most_workers(cfg: Cfg) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cfg.quick {
+        2
+    } else {
+        (4 * cores).min(16)
+    }
 }
 
 fn with_thread_vm<R>(workers: usize, f: impl FnOnce() -> R) -> R {
@@ -479,71 +934,62 @@ fn with_thread_vm<R>(workers: usize, f: impl FnOnce() -> R) -> R {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scaling
+// Peers measured in this run (the Python ones: bench/peers/)
 
-/// Time of `jobs` CPU-bound jobs of `us` microseconds each, dispatched on `workers` threads.
-fn spin_batch(workers: usize, jobs: u64, us: u64) -> Sample {
-    with_thread_vm(workers, || {
-        measure(7, jobs, |n| {
-            let r = cos::dispatch((0..n).map(|_| cos::job(&SPIN, us))).expect("dispatch");
-            black_box(r);
-        })
-    })
-}
-
-/// The same CPU-bound work on plain threads, `jobs` spins of `us` split over `threads`: what
-/// the machine itself gives at this moment.
-fn spin_threads(threads: u64, jobs: u64, us: u64) -> Sample {
-    measure(7, jobs, |n| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                std::thread::spawn(move || {
-                    for _ in 0..n / threads {
-                        black_box(SPIN.call(us));
-                    }
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().expect("spinning thread");
+/// rayon on a pool of two threads: one job's round trip (`install` from the main thread),
+/// trivial jobs each spawned on its own, and the process's CPU while one worker sleeps 1 s.
+fn rayon_rows(rep: &mut Report, cfg: Cfg, floor: &Floor) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("rayon pool");
+    let lat = measure(cfg.reps(11), cfg.n(20_000), |n| {
+        for i in 0..n {
+            black_box(pool.install(|| DOUBLE.call(black_box(i))));
         }
-    })
-}
-
-/// Per-task time of spawning `n` trivial local tasks, then joining them all; `rounds` times a
-/// batch, so that small `n` make batches long enough to time.
-fn spawn_all_join_all(reps: usize, n: u64, rounds: u64) -> Sample {
-    measure(reps, n * rounds, |total| {
-        for _ in 0..total.div_ceil(n) {
+    });
+    rep.row("peer", "rayon (2 threads): one job's round trip (install)", Unit::Time, lat.median)
+        .sample(lat)
+        .reference(format!("{} {}", floor.name, fmt_time(floor.round_trip)), lat.median / floor.round_trip);
+    let s = measure(cfg.reps(11), cfg.n(100_000), |n| {
+        pool.scope(|sc| {
             for i in 0..n {
-                cos::spawn(move || black_box(i)).expect("stack");
+                sc.spawn(move |_| {
+                    black_box(DOUBLE.call(black_box(i)));
+                });
             }
-            let mut joined = 0;
-            while cos::join_any().expect("joins").is_some() {
-                joined += 1;
-            }
-            assert_eq!(joined, n);
-        }
-    })
+        })
+    });
+    rep.row("peer", "rayon (2 threads): trivial jobs (scope spawn each)", Unit::Rate, s.median)
+        .sample(s)
+        .reference(format!("its floor's rate {}", fmt_rate(floor.round_trip)), floor.round_trip / s.median);
+    let (c0, t0) = (cpu_time(libc::RUSAGE_SELF), Instant::now());
+    pool.install(|| std::thread::sleep(Duration::from_secs(1)));
+    let share = 100.0 * (cpu_time(libc::RUSAGE_SELF) - c0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    rep.row("peer", "rayon (2 threads): process CPU, waiting 1 s on a job", Unit::Percent, share)
+        .reference("one core", share / 100.0);
 }
 
 // ---------------------------------------------------------------------------------------------
 
-/// The command line: `--only GROUP[,GROUP...]` keeps some groups of rows; `--profile WHAT`
-/// runs one operation many times for a profiler instead of the report.
+/// The command line: `--quick` shortens every row (CI); `--only GROUP[,GROUP...]` keeps some
+/// groups (`memory`, `local`, `thread`, `process`, `peer`, `scaling`; the floors are always
+/// measured); `--profile WHAT` runs one operation many times for a profiler instead.
 struct Options {
     only: Option<Vec<String>>,
     profile: Option<String>,
+    quick: bool,
+    mpi: bool,
 }
 
 impl Options {
     fn parse() -> Options {
-        let mut o = Options { only: None, profile: None };
+        let mut o = Options { only: None, profile: None, quick: false, mpi: false };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--only" => o.only = args.next().map(|g| g.split(',').map(String::from).collect()),
                 "--profile" => o.profile = args.next(),
+                "--quick" => o.quick = true,
+                "--vm=mpi" => o.mpi = true,
+                "--vm" => o.mpi = args.next().as_deref() == Some("mpi"),
                 _ => {}
             }
         }
@@ -555,17 +1001,39 @@ impl Options {
     }
 }
 
-/// The load average of the last minute, from `/proc/loadavg`.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+/// Whether this process is a rank of an MPI job (OpenMPI, MPICH or PMIx set these).
+fn under_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some())
+}
+
+/// The load averages (1, 5, 15 min) from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The header line: when, on how many cores, under what load; printed above the table.
+fn header(load_start: &str, run: Duration, what: &str) -> String {
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "cos bench_report ({what}), {date}: {cores} cores; load average (1/5/15 min) {load_start} at the \
+         start, {} at the end; {:.0} s. A shared machine: compare the ratios, not the times.",
+        load_average(),
+        run.as_secs_f64()
+    )
 }
 
 /// Runs one operation `n` times, for `valgrind --tool=callgrind`.
 fn profile(what: &str, n: u64) {
     match what {
-        "yield" => {
-            cos_yield_round_trip_n(n);
-        }
+        "yield" => cos_yield_round_trip_n(n),
         "vm-yield" => with_thread_vm(2, || cos_yield_round_trip_n(n)),
         "spawn" => {
             for i in 0..n {
@@ -599,17 +1067,36 @@ fn profile(what: &str, n: u64) {
 }
 
 fn main() -> Result<(), cos::Error> {
-    // A worker process of the process machine serves jobs here and never returns.
+    // One of the report's own child programs (the socket echo, a large-N run).
+    if let Ok(mode) = std::env::var(CHILD_ENV) {
+        if let Err(e) = child_main(&mode) {
+            eprintln!("bench_report child: {e}");
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
+    let opts = Options::parse();
+    let mpi = opts.mpi || under_mpirun();
+    if mpi && !cfg!(feature = "mpi") {
+        eprintln!("bench_report: under mpirun, but built without the mpi feature (--features mpi)");
+        std::process::exit(2);
+    }
+    if mpi && !opts.mpi {
+        // The environment names the machine for `cos::start`; nothing else runs yet.
+        std::env::set_var("COS_VM", "mpi");
+    }
+    // A worker process of the process machine, or an MPI worker rank, serves jobs in here and
+    // never returns.
     let machine = cos::start(registry())?;
+    let cfg = Cfg { quick: opts.quick };
     #[cfg(feature = "mpi")]
     if machine == cos::Machine::Mpi {
-        return mpi_report();
+        return mpi_report(cfg);
     }
     let _ = machine;
-    // The report sets each machine itself; local rows run with none.
+    // The report sets each machine itself; the local rows run with none.
     cos::finalize();
 
-    let opts = Options::parse();
     if let Some(what) = &opts.profile {
         let n = std::env::var("COS_PROFILE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
         profile(what, n);
@@ -626,44 +1113,33 @@ fn main() -> Result<(), cos::Error> {
         memory_per_task(100_000)
     });
 
-    // The floor is the reference of most rows: always measured.
-    eprintln!("measuring: floor");
-    let coro = corosensei_round_trip();
-    // The channel round trip depends on whether the other core is free at that moment (a
-    // waiting thread then catches the message while it spins, else it sleeps in the kernel):
-    // it is measured again just before the remote rows, and the faster of the two is the floor.
-    let mut chan = channel_round_trip();
-    let post = postcard_job();
+    eprintln!("measuring: floors");
+    let coro = corosensei_round_trip(cfg);
+    let post = postcard_job(cfg);
     rep.row("floor", "corosensei resume+suspend", Unit::Time, coro.median).sample(coro);
-    rep.row("floor", "crossbeam channel round trip (2 threads, best of 2)", Unit::Time, chan.median)
-        .sample(chan);
     rep.row("floor", "postcard encode+decode RemoteCall(u64)", Unit::Time, post.median).sample(post);
 
     if opts.wants("local") {
         eprintln!("measuring: local");
-        let yld = cos_yield_round_trip();
-        let vm_yld = with_thread_vm(2, cos_yield_round_trip);
-        let spawn = cos_spawn_join();
-        let tokio = tokio_spawn_join();
-        eprintln!("measuring: may");
-        let may = std::panic::catch_unwind(may_spawn_join);
-        let thread = thread_spawn_join();
+        let yld = cos_yield_round_trip(cfg);
+        let vm_yld = with_thread_vm(2, || cos_yield_round_trip(cfg));
+        let spawn = cos_spawn_join(cfg);
+        let tokio = tokio_spawn_join(cfg);
+        let may = std::panic::catch_unwind(|| may_spawn_join(cfg));
+        let thread = thread_spawn_join(cfg);
         let yld_ratio = yld.median / coro.median;
         rep.row("local", "cos yield round trip", Unit::Time, yld.median)
             .sample(yld)
-            .reference("corosensei resume+suspend", yld_ratio)
-            .target("<= 2x floor", yld_ratio <= 2.0);
+            .reference(format!("corosensei resume+suspend {}", fmt_time(coro.median)), yld_ratio)
+            .target("<= 3x floor", yld_ratio <= 3.0);
         rep.row("local", "cos yield round trip, ThreadVm set (idle)", Unit::Time, vm_yld.median)
             .sample(vm_yld)
             .reference("cos yield round trip", vm_yld.median / yld.median);
         let spawn_ratio = spawn.median / tokio.median;
         rep.row("local", "cos spawn+run+join trivial task", Unit::Time, spawn.median)
             .sample(spawn)
-            .reference("tokio LocalSet spawn_local+await", spawn_ratio)
+            .reference(format!("tokio LocalSet spawn_local+await {}", fmt_time(tokio.median)), spawn_ratio)
             .target("<= 1/3 of tokio", spawn_ratio <= 1.0 / 3.0);
-        rep.row("local", "tokio LocalSet spawn_local+await", Unit::Time, tokio.median)
-            .sample(tokio)
-            .reference("cos spawn+run+join", tokio.median / spawn.median);
         match may {
             Ok(may) => {
                 rep.row("local", "may go!+join (1 worker, in a coroutine)", Unit::Time, may.median)
@@ -691,143 +1167,158 @@ fn main() -> Result<(), cos::Error> {
         Some(Memory::NoProc) => rep.note("memory: SKIPPED: /proc/self/status has no VmRSS here"),
     }
 
-    if opts.wants("remote") {
-        eprintln!("measuring: remote (ThreadVm)");
-        let again = channel_round_trip();
-        if again.median < chan.median {
-            chan = again;
-            if let Some(r) = rep.rows.iter_mut().find(|r| r.name.starts_with("crossbeam channel round trip"))
-            {
-                r.value = chan.median;
-                r.spread = Some(chan.spread());
-            }
-        }
-        let chan_rate = 1.0 / chan.median;
-        let mut best = f64::INFINITY;
-        for workers in [1, 2] {
-            let s = with_thread_vm(workers, || dispatch_trivial(11, 20_000));
-            best = best.min(s.median);
-            let rate = 1.0 / s.median;
-            let ratio = rate / chan_rate;
-            rep.row(
-                "remote",
-                format!("dispatch trivial jobs, ThreadVm {workers} worker(s)"),
-                Unit::Rate,
-                s.median,
-            )
-            .sample(s)
-            .reference("channel round trips/s", ratio)
-            .target(">= 200 k/s and >= 0.5x channel", rate >= 200_000.0 && ratio >= 0.5);
-        }
-        let lat = with_thread_vm(1, || remote_latency(11, 5_000));
-        rep.row("remote", "one job's round trip, ThreadVm", Unit::Time, lat.median)
-            .sample(lat)
-            .reference("channel round trip", lat.median / chan.median);
-
-        eprintln!("measuring: remote (ProcessVm)");
-        match cos::ProcessVm::builder(registry()).slots_per_host(2).build() {
-            Ok(vm) => {
-                cos::set_vm(vm)?;
-                let s = dispatch_trivial(11, 5_000);
-                rep.row("remote", "dispatch trivial jobs, ProcessVm 2 workers", Unit::Rate, s.median)
-                    .sample(s)
-                    .reference("channel round trips/s", chan.median / s.median);
-                let l = remote_latency(11, 1_000);
-                rep.row("remote", "one job's round trip, ProcessVm", Unit::Time, l.median)
-                    .sample(l)
-                    .reference("channel round trip", l.median / chan.median);
-                cos::finalize();
-            }
-            Err(e) => rep.note(format!("ProcessVm: SKIPPED: the worker processes did not start ({e})")),
-        }
-        rep.note(
-            "MpiVm: measured on its own under mpirun (mpi feature): \
-             mpirun --oversubscribe -n 3 <target>/release/examples/bench_report --vm mpi",
+    // Each machine's floor is measured just before the machine, so both see the same load.
+    let mut chan_floor = None;
+    if opts.wants("thread") || opts.wants("peer") {
+        eprintln!("measuring: ThreadVm and its floor");
+        let spin = channel_round_trip(cfg, true);
+        let block = channel_round_trip(cfg, false);
+        rep.row(
+            "floor",
+            "crossbeam channel ping-pong, 2 threads spinning (try_recv)",
+            Unit::Time,
+            spin.median,
+        )
+        .sample(spin);
+        rep.row("floor", "crossbeam channel ping-pong, 2 threads blocking (recv)", Unit::Time, block.median)
+            .sample(block);
+        let (name, rt) = if spin.median <= block.median {
+            ("channel ping-pong (spinning)", spin.median)
+        } else {
+            ("channel ping-pong (blocking)", block.median)
+        };
+        chan_floor = Some(Floor { name: name.into(), round_trip: rt });
+    }
+    let needs_plain = opts.wants("thread") || opts.wants("process") || opts.wants("scaling");
+    let plain = if needs_plain { busy_plain_threads(&mut rep, cfg) } else { 1.0 };
+    if let (true, Some(floor)) = (opts.wants("thread"), &chan_floor) {
+        let m = with_thread_vm(2, || {
+            let m = machine_rows(&mut rep, cfg, "ThreadVm", libc::RUSAGE_THREAD, floor, 20_000);
+            idle_rows(&mut rep, "ThreadVm", libc::RUSAGE_THREAD);
+            busy_rows(&mut rep, cfg, "ThreadVm", plain);
+            m
+        });
+        let c = thread_scaling_rows(&mut rep, cfg);
+        model_rows(
+            &mut rep,
+            "ThreadVm",
+            &Measured { spawner_per_job: c, workers: most_workers(cfg), ..m },
+            true,
         );
+    }
 
+    if opts.wants("process") {
+        eprintln!("measuring: ProcessVm and its floor");
+        match socket_round_trip(cfg, true).and_then(|spin| Ok((spin, socket_round_trip(cfg, false)?))) {
+            Ok((spin, block)) => {
+                rep.row(
+                    "floor",
+                    "Unix-socket ping-pong, 2 processes spinning (non-blocking read)",
+                    Unit::Time,
+                    spin.median,
+                )
+                .sample(spin);
+                rep.row(
+                    "floor",
+                    "Unix-socket ping-pong, 2 processes blocking (read)",
+                    Unit::Time,
+                    block.median,
+                )
+                .sample(block);
+                let floor = if spin.median <= block.median {
+                    Floor { name: "socket ping-pong (spinning)".into(), round_trip: spin.median }
+                } else {
+                    Floor { name: "socket ping-pong (blocking)".into(), round_trip: block.median }
+                };
+                match cos::ProcessVm::builder(registry()).slots_per_host(2).build() {
+                    Ok(vm) => {
+                        cos::set_vm(vm)?;
+                        let m = machine_rows(&mut rep, cfg, "ProcessVm", libc::RUSAGE_SELF, &floor, 5_000);
+                        idle_rows(&mut rep, "ProcessVm", libc::RUSAGE_SELF);
+                        busy_rows(&mut rep, cfg, "ProcessVm", plain);
+                        cos::finalize();
+                        model_rows(&mut rep, "ProcessVm", &m, false);
+                    }
+                    Err(e) => {
+                        rep.note(format!("ProcessVm: SKIPPED: the worker processes did not start ({e})"))
+                    }
+                }
+            }
+            Err(e) => rep.note(format!("ProcessVm: SKIPPED: the Unix-socket floor did not run ({e})")),
+        }
+    }
+    rep.note(
+        "MpiVm: its rows come from a run under mpirun (mpi feature): \
+         mpirun --oversubscribe -n 3 <target>/release/examples/bench_report --vm mpi",
+    );
+
+    if let (true, Some(floor)) = (opts.wants("peer"), &chan_floor) {
         eprintln!("measuring: rayon");
-        let ray = rayon_trivial(20_000);
-        rep.row("remote", "rayon par_iter, same trivial jobs", Unit::Rate, ray.median)
-            .sample(ray)
-            .reference("best ThreadVm dispatch", best / ray.median);
+        rayon_rows(&mut rep, cfg, floor);
+        rep.note("the Python peers (ProcessPoolExecutor, mpi4py.futures, PyOPUS, Dask, Ray): bench/peers/run_all.sh");
     }
 
     if opts.wants("scaling") {
-        eprintln!("measuring: scaling");
-        let one = spin_batch(1, 100, 1000);
-        let two = spin_batch(2, 100, 1000);
-        let raw_one = spin_threads(1, 100, 1000);
-        let raw_two = spin_threads(2, 100, 1000);
-        let speedup = one.median / two.median;
-        let raw_speedup = raw_one.median / raw_two.median;
-        rep.row("scaling", "dispatch 1 ms CPU jobs, 1 worker (per job)", Unit::Time, one.median).sample(one);
-        rep.row("scaling", "dispatch 1 ms CPU jobs, 2 workers (per job)", Unit::Time, two.median)
-            .sample(two)
-            .reference("1 worker: speedup", speedup)
-            .target(">= 1.9x speedup", speedup >= 1.9);
-        rep.row("scaling", "plain threads, same 1 ms spins: 2 over 1 speedup", Unit::Factor, raw_speedup);
-        let mut base = None;
-        for (n, rounds, reps) in [(1_000u64, 100, 11), (10_000, 10, 11), (100_000, 1, 11), (1_000_000, 1, 3)]
-        {
-            let s = spawn_all_join_all(reps, n, rounds);
-            let b = *base.get_or_insert(s.median);
-            let row = rep
-                .row("scaling", format!("spawn all, then join all: per task, N = {n}"), Unit::Time, s.median)
-                .sample(s)
-                .reference("N = 1000", s.median / b);
-            if n == 1_000_000 {
-                row.target("<= 1.5x N = 1000", s.median / b <= 1.5);
+        eprintln!("measuring: scaling (fresh processes)");
+        let small = spawn_all_fresh(cfg.reps(11), 1_000, 100);
+        let large = spawn_all_fresh(cfg.reps(3), 1_000_000, 1);
+        match (small, large) {
+            (Ok(small), Ok(large)) => {
+                rep.row(
+                    "scaling",
+                    "spawn N, join-any all: per task, N = 1e3 (fresh process)",
+                    Unit::Time,
+                    small.median,
+                )
+                .sample(small);
+                let ratio = large.median / small.median;
+                rep.row(
+                    "scaling",
+                    "spawn N, join-any all: per task, N = 1e6 (fresh process)",
+                    Unit::Time,
+                    large.median,
+                )
+                .sample(large)
+                .reference(format!("N = 1e3 {}", fmt_time(small.median)), ratio)
+                .target("<= 1.5x N = 1e3", ratio <= 1.5);
             }
+            (Err(e), _) | (_, Err(e)) => rep.note(format!("large N: SKIPPED: a child run failed ({e})")),
         }
     }
 
-    if opts.wants("idle") {
-        eprintln!("measuring: idle wait");
-        let (share, spawner_share) = with_thread_vm(1, || {
-            let (p0, t0, w0) = (cpu_time(libc::RUSAGE_SELF), cpu_time(libc::RUSAGE_THREAD), Instant::now());
-            let slept = cos::dispatch_single(cos::job(&SLEEP, 1000)).expect("sleep job");
-            let wall = w0.elapsed().as_secs_f64();
-            assert_eq!(slept, 1000);
-            let process = (cpu_time(libc::RUSAGE_SELF) - p0).as_secs_f64();
-            let spawner = (cpu_time(libc::RUSAGE_THREAD) - t0).as_secs_f64();
-            (100.0 * process / wall, 100.0 * spawner / wall)
-        });
-        rep.row("idle", "CPU while waiting 1 s on a remote job (process)", Unit::Percent, share)
-            .reference("one core", share / 100.0)
-            .target("< 2 % of a core", share < 2.0);
-        rep.row(
-            "idle",
-            "CPU while waiting 1 s on a remote job (spawner thread)",
-            Unit::Percent,
-            spawner_share,
-        )
-        .reference("one core", spawner_share / 100.0);
-    }
-
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
-    rep.note(format!(
-        "{cores} cores; load average (1 min) {} at the start, {} at the end; whole run {:.1} s",
-        load(load_start),
-        load(load_average()),
-        run_start.elapsed().as_secs_f64()
-    ));
+    println!("{}", header(&load_start, run_start.elapsed(), "thread and process machines"));
+    println!();
     rep.print();
     Ok(())
 }
 
-/// The MPI machine's rows: jobs per second over the worker ranks and one job's round trip.
+/// The MPI machine's rows, under mpirun: the MPI ping-pong floor, then the same rows as the
+/// other machines (round trip, trivial jobs, idle CPU, 1 ms jobs) and the model.
 #[cfg(feature = "mpi")]
-fn mpi_report() -> Result<(), cos::Error> {
+fn mpi_report(cfg: Cfg) -> Result<(), cos::Error> {
     // `cos::start` has set the MPI machine; the other ranks serve jobs inside it.
-    let workers = cos::slots().map_or(0, |s| s - 1);
+    let run_start = Instant::now();
+    let load_start = load_average();
+    let ranks = cos::slots().unwrap_or(0);
     let mut rep = Report::default();
-    let s = dispatch_trivial(11, 5_000);
-    rep.row("remote", format!("dispatch trivial jobs, MpiVm {workers} worker rank(s)"), Unit::Rate, s.median)
-        .sample(s);
-    let l = remote_latency(11, 1_000);
-    rep.row("remote", "one job's round trip, MpiVm", Unit::Time, l.median).sample(l);
+    if ranks < 3 {
+        eprintln!("bench_report: the MPI rows need at least 3 ranks (2 workers); got {ranks}");
+        cos::finalize();
+        std::process::exit(2);
+    }
+    eprintln!("measuring: MPI ping-pong floor");
+    let ping = mpi_floor::round_trip(cfg)?;
+    rep.row("floor", "MPI ping-pong, 2 ranks (blocking send/recv)", Unit::Time, ping.median).sample(ping);
+    let floor = Floor { name: "MPI ping-pong".into(), round_trip: ping.median };
+    eprintln!("measuring: MpiVm");
+    let m = machine_rows(&mut rep, cfg, "MpiVm", libc::RUSAGE_SELF, &floor, 5_000);
+    idle_rows(&mut rep, "MpiVm", libc::RUSAGE_SELF);
+    let plain = busy_plain_threads(&mut rep, cfg);
+    busy_rows(&mut rep, cfg, "MpiVm", plain);
+    model_rows(&mut rep, "MpiVm", &m, true);
     cos::finalize();
+    println!("{}", header(&load_start, run_start.elapsed(), &format!("MPI machine, {ranks} ranks")));
+    println!();
     rep.print();
     Ok(())
 }
