@@ -107,11 +107,13 @@ thread_local! {
 /// assert_eq!(cos::context(), cos::Context::Main);
 /// assert_eq!(cos::with_vm(|_| ()), None); // no machine, so no machine code ran
 /// ```
+#[inline]
 pub fn context() -> Context {
     PUBLIC.with(|p| p.context.get())
 }
 
 /// Runs the code that follows in `context` until the guard is dropped (also when it unwinds).
+#[inline]
 pub(crate) fn enter(context: Context) -> Restore {
     Restore(PUBLIC.with(|p| p.context.replace(context)))
 }
@@ -120,6 +122,7 @@ pub(crate) fn enter(context: Context) -> Restore {
 pub(crate) struct Restore(Context);
 
 impl Drop for Restore {
+    #[inline]
     fn drop(&mut self) {
         PUBLIC.with(|p| p.context.set(self.0));
     }
@@ -131,6 +134,7 @@ pub(crate) fn set(context: Context) {
 }
 
 /// Publishes the task table's counts.
+#[inline]
 pub(crate) fn set_counts(tasks: usize, remote: usize) {
     PUBLIC.with(|p| {
         p.tasks.set(tasks);

@@ -25,6 +25,7 @@ thread_local! {
 /// The one way to borrow the scheduler. User code reached while it is borrowed (a machine's
 /// methods, the closure of `with_vm`) runs in [`Context::Machine`], where no call borrows it
 /// again.
+#[inline]
 fn borrow<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let _machine = context::enter(Context::Machine);
     f(&mut os.borrow_mut())

@@ -119,6 +119,7 @@ impl Scheduler {
     /// Handles a system call made by `tid`. `Some(answer)`: the caller goes on with it at once,
     /// before any other task runs (a join that is an error); `None`: the caller runs again when
     /// its turn comes, with the answer `reply` left it.
+    #[inline]
     pub(crate) fn handle(&mut self, tid: Tid, call: SysCall) -> Option<SysReturn> {
         match call {
             SysCall::Yield => self.schedule(tid),
