@@ -75,7 +75,7 @@ pub use vm::process::frame::fuzz_spawner_stream;
 #[cfg(feature = "mpi")]
 pub use vm::MpiVm;
 pub use vm::{
-    start, Event, HostId, LostCause, LostWorker, Machine, MachineError, MachineErrorKind, ProcessVm,
-    ProcessVmBuilder, Registry, RemoteCall, RemoteError, RemoteErrorKind, RemoteFailure, RemoteFn, SimEvent,
-    SimTrace, SimVm, TaskId, ThreadVm, ThreadVmBuilder, VirtualMachine, Wait,
+    start, start_with, Event, HostId, LostCause, LostWorker, Machine, MachineError, MachineErrorKind,
+    ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteError, RemoteErrorKind, RemoteFailure, RemoteFn,
+    SimEvent, SimTrace, SimVm, StartOptions, TaskId, ThreadVm, ThreadVmBuilder, VirtualMachine, Wait,
 };

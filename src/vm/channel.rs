@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
+use crate::vm::setup::WorkerSetup;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
     io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
@@ -83,26 +84,28 @@ pub(crate) struct ThreadWorker {
 }
 
 impl ThreadWorker {
-    /// Starts a worker thread named `name`. With `spawner_calls`, its jobs' spawner calls come
-    /// to the machine on `up`; without, they run in the worker thread.
+    /// Starts a worker thread named `name` whose jobs run in the environment of `setup`. With
+    /// `spawner_calls`, its jobs' spawner calls come to the machine on `up`; without, they run
+    /// in the worker thread.
     ///
     /// # Errors
     /// [`Error::Vm`] when the thread cannot be started.
     pub(crate) fn start(
         name: String,
         registry: &Registry,
+        setup: &WorkerSetup,
         up: &Sender<Vec<u8>>,
         spawner_calls: bool,
     ) -> Result<Self, Error> {
         let (jobs_tx, jobs) = unbounded::<Vec<u8>>();
         let (replies_tx, replies) = unbounded::<Reply>();
-        let (registry, up) = (registry.clone(), up.clone());
+        let (registry, setup, up) = (registry.clone(), setup.clone(), up.clone());
         let handle = thread::Builder::new()
             .name(name)
             .spawn(move || {
                 let _link = spawner_calls
                     .then(|| spawner_call::install(Box::new(ChannelSpawnerLink { up: up.clone(), replies })));
-                match serve(&registry, ChannelLink { jobs, up }) {
+                match serve(&registry, setup, ChannelLink { jobs, up }) {
                     End::HungUp | End::Retired => {}
                     End::Broken(why) => log::error!(target: "cos", "worker thread ends: {why}"),
                 }
@@ -161,7 +164,8 @@ impl SpawnerCalls {
         let lost = |why: String| Err(RemoteFailure::new(RemoteErrorKind::Panicked, why));
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            match ThreadWorker::start("cos-sim-worker".into(), registry, &up, false) {
+            match ThreadWorker::start("cos-sim-worker".into(), registry, &WorkerSetup::default(), &up, false)
+            {
                 Ok(w) => self.worker = Some((w, rx)),
                 Err(e) => return lost(e.to_string()),
             }

@@ -14,6 +14,7 @@ mod mpi;
 pub(crate) mod process;
 pub(crate) mod registry;
 mod select;
+pub(crate) mod setup;
 mod sim;
 pub(crate) mod slots;
 mod thread;
@@ -32,7 +33,7 @@ pub use failure::{
 pub use message::{HostId, RemoteCall, TaskId};
 pub use process::{ProcessVm, ProcessVmBuilder};
 pub use registry::{Registry, RemoteFn};
-pub use select::{start, Machine};
+pub use select::{start, start_with, Machine, StartOptions};
 pub use sim::{SimEvent, SimTrace, SimVm};
 pub use thread::{ThreadVm, ThreadVmBuilder};
 
