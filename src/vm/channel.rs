@@ -9,6 +9,7 @@ use std::thread;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
+use crate::environment::{this_thread_groups, ThreadGroups};
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
@@ -81,6 +82,8 @@ pub(crate) struct ThreadWorker {
     /// Answers to its spawner calls.
     replies: Option<Sender<Reply>>,
     handle: Option<thread::JoinHandle<()>>,
+    /// The process groups its jobs started.
+    groups: ThreadGroups,
 }
 
 impl ThreadWorker {
@@ -100,9 +103,11 @@ impl ThreadWorker {
         let (jobs_tx, jobs) = unbounded::<Vec<u8>>();
         let (replies_tx, replies) = unbounded::<Reply>();
         let (registry, setup, up) = (registry.clone(), setup.clone(), up.clone());
+        let (groups_tx, groups_rx) = crossbeam_channel::bounded(1);
         let handle = thread::Builder::new()
             .name(name)
             .spawn(move || {
+                let _ = groups_tx.send(this_thread_groups());
                 let _link = spawner_calls
                     .then(|| spawner_call::install(Box::new(ChannelSpawnerLink { up: up.clone(), replies })));
                 match serve(&registry, setup, ChannelLink { jobs, up }) {
@@ -111,7 +116,9 @@ impl ThreadWorker {
                 }
             })
             .map_err(|e| io_error("cannot start a worker thread", e))?;
-        Ok(ThreadWorker { jobs: Some(jobs_tx), replies: Some(replies_tx), handle: Some(handle) })
+        let groups =
+            groups_rx.recv().map_err(|_| machine(MachineErrorKind::Io, "the worker thread ended at once"))?;
+        Ok(ThreadWorker { jobs: Some(jobs_tx), replies: Some(replies_tx), handle: Some(handle), groups })
     }
 
     /// Sends a job.
@@ -143,9 +150,15 @@ impl ThreadWorker {
         }
     }
 
-    /// Hangs up and lets the thread finish its job on its own (its reports are stale).
+    /// Hangs up and lets the thread finish its job on its own (its reports are stale); the
+    /// process groups the job started are ended now (SIGTERM, then SIGKILL after
+    /// [`crate::KILL_GRACE`], and reaped), and the thread may start no more.
     pub(crate) fn detach(mut self) {
         self.hang_up();
+        let killed = self.groups.close();
+        if killed > 0 {
+            log::debug!(target: "cos", "{killed} process groups of a retired worker thread ended");
+        }
         self.handle = None;
     }
 }
