@@ -30,18 +30,20 @@ fn meet(n: usize) {
 
 /// Writes a file named after the task into its storage, meets the other task when asked, and
 /// returns the storage, the working directory and what the storage holds.
-static USE_STORAGE: RemoteFn<(u32, usize), (PathBuf, Option<PathBuf>, Vec<String>)> =
-    RemoteFn::new("use_storage", |(n, together)| {
-        let dir = cos::task_storage().expect("the task has storage");
-        std::fs::write(dir.join(format!("task-{n}")), "netlist").unwrap();
-        if together > 1 {
-            meet(together);
-        }
-        let mut names: Vec<String> =
-            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        names.sort();
-        (dir, cos::task_working_dir(), names)
-    });
+/// A task's storage, its working directory and the names in its storage.
+type Seen = (PathBuf, Option<PathBuf>, Vec<String>);
+
+static USE_STORAGE: RemoteFn<(u32, usize), Seen> = RemoteFn::new("use_storage", |(n, together)| {
+    let dir = cos::task_storage().expect("the task has storage");
+    std::fs::write(dir.join(format!("task-{n}")), "netlist").unwrap();
+    if together > 1 {
+        meet(together);
+    }
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    (dir, cos::task_working_dir(), names)
+});
 
 fn registry() -> Registry {
     Registry::new().with(&USE_STORAGE)
