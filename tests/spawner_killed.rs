@@ -69,5 +69,8 @@ fn main() {
         spawner();
     }
     common::become_subreaper();
-    common::run_checks(&[("a_killed_spawner_leaves_nothing_running", a_killed_spawner_leaves_nothing_running)]);
+    common::run_checks(&[(
+        "a_killed_spawner_leaves_nothing_running",
+        a_killed_spawner_leaves_nothing_running,
+    )]);
 }

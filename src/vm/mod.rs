@@ -7,6 +7,7 @@
 //! - `thread`, `sim`, `process/`, `mpi`: the machines.
 
 pub(crate) mod channel;
+mod clear;
 mod failure;
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
@@ -26,6 +27,8 @@ use std::time::Instant;
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiVm;
 use crate::error::Error;
+pub use clear::clear_local_storage_everywhere;
+pub(crate) use clear::{is_cleaner, run_cleaner};
 pub(crate) use failure::{io_error, machine};
 pub use failure::{
     LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::{cleanup, kill_all, prepare, EnvironmentSpec, TaskEnvironment, WorkerIdentity};
 use crate::error::Error;
-use crate::vm::{RemoteErrorKind, RemoteFailure, TaskId};
+use crate::vm::{is_cleaner, run_cleaner, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The worker side's settings of one machine, sent to each of its workers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -53,6 +53,21 @@ fn next_machine_index() -> u64 {
 /// The environment of the job a worker runs, kept outside the job's frames so that the
 /// serving loop can still clean it up when the job overflowed its stack.
 pub(crate) type JobEnvironment = RefCell<Option<TaskEnvironment>>;
+
+/// Runs one job: the built-in cleaner of `clear_local_storage_everywhere` as it is (it
+/// removes every task's storage, so it gets none), any other in its environment.
+pub(crate) fn run_job(
+    setup: &WorkerSetup,
+    task: TaskId,
+    slot: &JobEnvironment,
+    registry: &Registry,
+    call: &RemoteCall,
+) -> Result<Vec<u8>, RemoteFailure> {
+    if is_cleaner(call) {
+        return run_cleaner();
+    }
+    in_environment(setup, task, slot, || registry.run(call))
+}
 
 /// Runs one job in its environment: [`prepare`] (a failure is the job's
 /// [`RemoteErrorKind::Environment`] failure and `run` is not called),

@@ -15,7 +15,7 @@
 //! - a panic that escapes the registry (a value whose encoding panics) reports the job lost and
 //!   ends the worker the same way;
 //! - the spawner calls of [`crate::spawner_call`] go through the link the machine installed;
-//! - each job runs in its task environment (`setup::in_environment`): prepared before the
+//! - each job runs in its task environment (`setup::run_job`): prepared before the
 //!   function (a failure is the job's [`RemoteErrorKind::Environment`] failure), entered while
 //!   it runs, and after it every process group the job started is ended and its storage
 //!   removed; the same happens after an overflow, and before the worker returns.
@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use crate::error::Error;
 use crate::spawner_call;
-use crate::vm::setup::{end_job, in_environment, JobEnvironment, WorkerSetup};
+use crate::vm::setup::{end_job, run_job, JobEnvironment, WorkerSetup};
 use crate::vm::{Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The stack size of the local task a worker serves its jobs in (only the pages a job touches
@@ -136,7 +136,7 @@ fn serve_jobs(
         };
         current.set(Some(task));
         let running = spawner_call::running(task);
-        let result = in_environment(setup, task, env, || registry.run(&call));
+        let result = run_job(setup, task, env, registry, &call);
         drop(running);
         current.set(None);
         if let Err(e) = link.borrow_mut().report(Report::Finished { task, result, retire: false }) {
