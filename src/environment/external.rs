@@ -436,7 +436,7 @@ impl ProcessGroup {
         };
         let mut timed_out = false;
         if !ended {
-            let exited = if crate::task::coroutine::in_task() {
+            let exited = if matches!(crate::context::context(), crate::context::Context::Task(_)) {
                 wait_in_task(pidfd, pid, deadline)
             } else {
                 wait_exit(pidfd, pid, deadline.map(|d| d.saturating_duration_since(Instant::now())))
