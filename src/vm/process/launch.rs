@@ -16,6 +16,7 @@ use crossbeam_channel::Sender;
 
 use crate::error::Error;
 use crate::vm::message::decode;
+use crate::vm::process::auth::{self, Secret, SECRET_ENV};
 use crate::vm::process::frame::{read_frame, Hello};
 use crate::vm::process::Inbound;
 use crate::vm::{io_error, machine, MachineErrorKind};
@@ -66,12 +67,17 @@ pub(crate) struct Acceptor {
 impl Acceptor {
     /// Accepts connections on `listener` and passes each on with its hello as
     /// [`Inbound::Connected`].
-    pub(crate) fn start(listener: UnixListener, inbound: Sender<Inbound>) -> Result<Self, Error> {
+    /// Only connections that pass [`check`] are passed on.
+    pub(crate) fn start(
+        listener: UnixListener,
+        inbound: Sender<Inbound>,
+        secret: Secret,
+    ) -> Result<Self, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let handle = thread::Builder::new()
             .name("cos-process-accept".into())
-            .spawn(move || accept_loop(&listener, &stop2, &inbound))
+            .spawn(move || accept_loop(&listener, &stop2, &inbound, secret))
             .map_err(|e| io_error("cannot start the accepting thread", e))?;
         Ok(Acceptor { stop, handle: Some(handle) })
     }
@@ -87,7 +93,7 @@ impl Acceptor {
     }
 }
 
-fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbound>) {
+fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbound>, secret: Secret) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -110,7 +116,8 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbo
             .and_then(|f| decode::<Hello>(&f))
             .and_then(|h| {
                 stream.set_read_timeout(None).map(|()| h).map_err(|e| io_error("cannot clear a timeout", e))
-            });
+            })
+            .and_then(|h| check(&stream, h, &secret));
         match hello {
             Ok(hello) => {
                 if inbound.send(Inbound::Connected { hello, stream }).is_err() {
@@ -122,12 +129,31 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbo
     }
 }
 
-/// What a worker process is started as: this program, its arguments, and the socket.
+/// A hello is taken only from a process of this user, naming its own pid, with the run's
+/// secret (see [`auth`]); the machine then checks that the pid is the slot's process.
+fn check(stream: &UnixStream, hello: Hello, secret: &Secret) -> Result<Hello, Error> {
+    let refused = |why: String| machine(MachineErrorKind::Refused, why);
+    let (pid, uid) = auth::peer(stream).map_err(|e| io_error("cannot read the peer's credentials", e))?;
+    if uid != auth::my_uid() {
+        return Err(refused(format!("a connection from user {uid} (process {pid})")));
+    }
+    if hello.pid != pid {
+        return Err(refused(format!("process {pid} said hello as process {}", hello.pid)));
+    }
+    if !secret.matches(&hello.secret) {
+        return Err(refused(format!("process {pid} does not know the run's secret")));
+    }
+    Ok(hello)
+}
+
+/// What a worker process is started as: this program, its arguments, the socket and the
+/// run's secret.
 #[derive(Debug)]
 pub(crate) struct Launcher {
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<OsString>,
     pub(crate) socket: PathBuf,
+    pub(crate) secret: Secret,
 }
 
 impl Launcher {
@@ -137,6 +163,7 @@ impl Launcher {
             .args(&self.args)
             .env(SOCKET_ENV, &self.socket)
             .env(SLOT_ENV, (slot + 1).to_string())
+            .env(SECRET_ENV, self.secret.to_hex())
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| io_error(format!("cannot start {}", self.program.display()), e))
