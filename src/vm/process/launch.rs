@@ -2,22 +2,22 @@
 //! accepting thread, the command line and environment of a worker.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 
 use crate::error::Error;
 use crate::vm::message::decode;
 use crate::vm::process::auth::{self, Secret, SECRET_ENV};
-use crate::vm::process::frame::{read_frame, Hello};
+use crate::vm::process::frame::Hello;
 use crate::vm::process::Inbound;
 use crate::vm::{io_error, machine, MachineErrorKind};
 
@@ -26,8 +26,14 @@ pub(crate) const SOCKET_ENV: &str = "COS_WORKER_SOCKET";
 /// The worker's slot number (1-based, as in [`crate::TaskId::worker`]).
 pub(crate) const SLOT_ENV: &str = "COS_WORKER_SLOT";
 
-/// How long a new connection may take to say hello.
+/// How long a new connection may take to say hello, in all.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections that wait for their hello at once.
+const MAX_PENDING: usize = 64;
+/// The longest hello frame taken.
+const MAX_HELLO: usize = 1024;
+/// The pause after an accept error before accepting again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Creates a private directory in the temporary directory and listens on a socket in it.
 pub(crate) fn listen() -> Result<(PathBuf, PathBuf, UnixListener), Error> {
@@ -93,39 +99,97 @@ impl Acceptor {
     }
 }
 
+/// Accepts connections and hands each to a thread of its own that waits for its hello, so that
+/// no connection delays another; at most [`MAX_PENDING`] connections wait for their hello at
+/// once (more are dropped at once). An accept error (too many open files, ...) is logged and
+/// accepting goes on after a pause: the thread ends only when the machine stops it.
 fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbound>, secret: Secret) {
-    for conn in listener.incoming() {
+    let pending = Arc::new(AtomicUsize::new(0));
+    let mut failing = false;
+    loop {
+        let conn = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = match conn {
-            Ok(s) => s,
+        let stream = match conn {
+            Ok((s, _)) => {
+                failing = false;
+                s
+            }
             Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {
                 continue
             }
             Err(e) => {
-                log::error!(target: "cos", "cannot accept worker connections: {e}");
-                return;
+                if !failing {
+                    log::error!(target: "cos", "cannot accept worker connections: {e}; trying again");
+                }
+                failing = true;
+                thread::sleep(ACCEPT_PAUSE);
+                continue;
             }
         };
-        let hello = stream
-            .set_read_timeout(Some(HELLO_TIMEOUT))
-            .map_err(|e| io_error("cannot set a timeout", e))
-            .and_then(|()| read_frame(&mut stream))
-            .and_then(|f| f.ok_or_else(|| machine(MachineErrorKind::Protocol, "no hello")))
-            .and_then(|f| decode::<Hello>(&f))
-            .and_then(|h| {
-                stream.set_read_timeout(None).map(|()| h).map_err(|e| io_error("cannot clear a timeout", e))
-            })
-            .and_then(|h| check(&stream, h, &secret));
-        match hello {
-            Ok(hello) => {
-                if inbound.send(Inbound::Connected { hello, stream }).is_err() {
-                    return;
-                }
-            }
-            Err(e) => log::warn!(target: "cos", "connection without a valid hello dropped: {e}"),
+        if pending.load(Ordering::SeqCst) >= MAX_PENDING {
+            log::warn!(target: "cos", "{MAX_PENDING} connections wait for their hello; a new one is dropped");
+            continue;
         }
+        pending.fetch_add(1, Ordering::SeqCst);
+        let (pending2, inbound, secret) = (Arc::clone(&pending), inbound.clone(), secret);
+        let started = thread::Builder::new().name("cos-process-hello".into()).spawn(move || {
+            take_hello(stream, &inbound, &secret);
+            pending2.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = started {
+            pending.fetch_sub(1, Ordering::SeqCst);
+            log::warn!(target: "cos", "cannot wait for a connection's hello: {e}; dropped");
+        }
+    }
+}
+
+/// Waits at most [`HELLO_TIMEOUT`] in all for the connection's hello, checks it and passes it
+/// on as [`Inbound::Connected`].
+fn take_hello(mut stream: UnixStream, inbound: &Sender<Inbound>, secret: &Secret) {
+    let hello = read_hello(&mut stream, Instant::now() + HELLO_TIMEOUT)
+        .and_then(|f| decode::<Hello>(&f))
+        .and_then(|h| {
+            stream.set_read_timeout(None).map(|()| h).map_err(|e| io_error("cannot clear a timeout", e))
+        })
+        .and_then(|h| check(&stream, h, secret));
+    match hello {
+        Ok(hello) => {
+            let _ = inbound.send(Inbound::Connected { hello, stream });
+        }
+        Err(e) => log::warn!(target: "cos", "connection without a valid hello dropped: {e}"),
+    }
+}
+
+/// Reads the hello frame by `by`, however slowly its bytes come; a hello is short.
+fn read_hello(stream: &mut UnixStream, by: Instant) -> Result<Vec<u8>, Error> {
+    let mut r = Until { stream, by };
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(|e| io_error("no hello", e))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_HELLO {
+        return Err(Error::Decode(format!("a hello of {len} bytes")));
+    }
+    let mut bytes = vec![0; len];
+    r.read_exact(&mut bytes).map_err(|e| io_error("no hello", e))?;
+    Ok(bytes)
+}
+
+/// A stream whose reads fail once `by` has passed.
+struct Until<'a> {
+    stream: &'a mut UnixStream,
+    by: Instant,
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the hello took too long"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 }
 
