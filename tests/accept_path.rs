@@ -65,7 +65,7 @@ fn a_slow_hello_does_not_hold_up_a_worker() {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = Arc::clone(&stop);
     let sender = std::thread::spawn(move || {
-        for b in [0x03, 0, 0].into_iter().chain(std::iter::repeat(0).take(60)) {
+        for b in [0x03, 0, 0].into_iter().chain(std::iter::repeat_n(0, 60)) {
             std::thread::sleep(Duration::from_secs(1));
             if stop2.load(Ordering::SeqCst) || slow.write_all(&[b]).is_err() {
                 return;
