@@ -319,6 +319,24 @@ fn a_worker_that_cannot_restart_loses_its_job_and_its_slot() {
     assert_eq!(cos::dispatch_single(cos::job(&DOUBLE, 4)), Ok(8));
 }
 
+/// With every slot out of service, a remote spawn waits for a slot; it never runs in the
+/// spawner. Nothing can bring the slot back, so the blocking spawn is a deadlock.
+fn with_every_slot_down_a_spawn_never_runs_in_the_spawner() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    std::env::set_var(FAIL_START_ENV, "1");
+    expect_lost(cos::dispatch_single(cos::job(&KILLED, ())), |c| *c == LostCause::Signal(libc::SIGKILL));
+    std::env::remove_var(FAIL_START_ENV);
+    let waiting = Spawn::new(&PID, ()).start().unwrap();
+    let r = cos::join(waiting.task);
+    assert!(matches!(&r, Err(Error::WorkerLost(l)) if matches!(l.cause, LostCause::Start(_))), "{r:?}");
+    assert_eq!(cos::free_slots(), Some(0), "the only slot is out of service");
+    match Spawn::new(&PID, ()).start() {
+        Err(Error::Deadlock(_)) => {}
+        Err(e) => panic!("expected a deadlock, got {e:?}"),
+        Ok(s) => panic!("the spawn started ({:?}): {:?}", s.task_id, cos::join(s.task)),
+    }
+}
+
 fn a_restarting_worker_does_not_block_the_spawner() {
     let vm = ProcessVm::builder(registry()).slots_per_host(1).connect_timeout(Duration::from_secs(5)).build();
     assert!(cos::set_vm(vm.unwrap()).unwrap());
@@ -385,6 +403,10 @@ fn main() {
         ("a_time_limit_stops_a_remote_task", a_time_limit_stops_a_remote_task),
         ("finalize_ends_every_worker", finalize_ends_every_worker),
         ("a_worker_cannot_start_workers", a_worker_cannot_start_workers),
+        (
+            "with_every_slot_down_a_spawn_never_runs_in_the_spawner",
+            with_every_slot_down_a_spawn_never_runs_in_the_spawner,
+        ),
         ("a_restarting_worker_does_not_block_the_spawner", a_restarting_worker_does_not_block_the_spawner),
         ("a_free_slot_loop_sees_every_end", a_free_slot_loop_sees_every_end),
         (

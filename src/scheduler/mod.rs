@@ -201,6 +201,11 @@ impl Scheduler {
     /// dropped.
     pub(crate) fn finish(&mut self, tid: Tid, outcome: Outcome) {
         let Some(entry) = self.tasks.remove(tid) else { return };
+        if let Some(at) = entry.deadline {
+            // Whatever ended the task (an event, a cancel, the machine's finalize), its deadline
+            // goes with it: a stale timer would make the loop wait for it.
+            self.timers.remove(at, tid);
+        }
         let parent_tid = entry.parent;
         if !entry.finished.is_empty() {
             self.dropped.extend(entry.finished.into_values());

@@ -38,11 +38,13 @@ impl Scheduler {
         tid
     }
 
-    /// PyOPUS's remote spawn: remote when asked, a machine is set and it has (or will have) a
-    /// slot; otherwise a local task, silently.
+    /// PyOPUS's remote spawn: remote when asked and a machine with worker slots is set;
+    /// otherwise a local task, silently. A machine whose slots are all busy or out of service
+    /// (workers lost, a rank gone) is still a machine: the spawn waits for a slot like any other
+    /// (a blocking spawn that nothing can ever serve ends with [`Error::Deadlock`]), so remote
+    /// work never runs inside the spawner because workers were lost.
     fn spawn_remote(&mut self, spawner: Tid, spawn: Box<RemoteSpawn>) {
-        let possible =
-            spawn.remote && self.vm.as_ref().is_some_and(|vm| vm.free_slots() + self.remote.len() > 0);
+        let possible = spawn.remote && self.vm.as_ref().is_some_and(|vm| vm.slots() > 1);
         if !possible {
             return self.spawn_fallback(spawner, *spawn);
         }

@@ -5,6 +5,7 @@
 //! message kinds of this transport ([`Up`]) are private to it.
 
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
@@ -153,6 +154,25 @@ impl ThreadWorker {
         self.hang_up();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
+        }
+    }
+
+    /// Hangs up and waits for the thread to end until `by`; a thread still busy then is
+    /// detached (it finishes its job on its own; its reports go nowhere) and the process groups
+    /// its job started are ended. `true` when it ended.
+    pub(crate) fn join_by(mut self, by: Instant) -> bool {
+        self.hang_up();
+        let Some(h) = self.handle.take() else { return true };
+        // A thread has no timed join: look at it now and then until the grace is over.
+        while !h.is_finished() && Instant::now() < by {
+            thread::sleep(Duration::from_millis(1));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+            true
+        } else {
+            self.groups.close();
+            false
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
@@ -39,6 +40,8 @@ pub struct ThreadVm {
     up_rx: Receiver<Vec<u8>>,
     /// Runs the workers' calls of [`crate::spawner_call`].
     spawner_calls: SpawnerCalls,
+    /// How long `finalize` waits for busy worker threads before it detaches them.
+    finalize_grace: Duration,
 }
 
 /// Configures a [`ThreadVm`].
@@ -55,6 +58,7 @@ pub struct ThreadVmBuilder {
     hosts: usize,
     per_host: usize,
     environment: EnvironmentSpec,
+    finalize_grace: Duration,
 }
 
 impl ThreadVmBuilder {
@@ -96,6 +100,23 @@ impl ThreadVmBuilder {
         Ok(self)
     }
 
+    /// How long [`finalize`](crate::VirtualMachine::finalize) waits for worker threads still
+    /// running a job (default 1 s). A thread cannot be stopped from outside: one still busy
+    /// after the grace is detached, so that `finalize` (and the end of the spawner's thread or
+    /// of `main`, which finalize the machine) never waits for a job that hangs. A detached job
+    /// runs on until it returns or the process exits; its result is dropped. Its task has
+    /// already ended with [`MachineErrorKind::Finalized`](crate::MachineErrorKind::Finalized).
+    ///
+    /// ```
+    /// let vm = cos::ThreadVm::builder(cos::Registry::new())
+    ///     .finalize_grace(std::time::Duration::from_millis(100))
+    ///     .build();
+    /// ```
+    pub fn finalize_grace(mut self, grace: Duration) -> Self {
+        self.finalize_grace = grace;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// ```
@@ -111,6 +132,7 @@ impl ThreadVmBuilder {
             up_tx,
             up_rx,
             spawner_calls: SpawnerCalls::default(),
+            finalize_grace: self.finalize_grace,
         };
         vm.workers = (0..vm.slots.len()).map(|slot| vm.start_worker(slot)).collect();
         vm
@@ -136,7 +158,13 @@ impl ThreadVm {
     /// ```
     pub fn builder(registry: Registry) -> ThreadVmBuilder {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        ThreadVmBuilder { registry, hosts: 1, per_host: cores, environment: EnvironmentSpec::new() }
+        ThreadVmBuilder {
+            registry,
+            hosts: 1,
+            per_host: cores,
+            environment: EnvironmentSpec::new(),
+            finalize_grace: Duration::from_secs(1),
+        }
     }
 
     fn start_worker(&self, slot: usize) -> Option<ThreadWorker> {
@@ -279,9 +307,13 @@ impl VirtualMachine for ThreadVm {
                 }
             }
         }
-        for w in &mut self.workers {
+        // Idle threads end at once; busy ones get the grace, then are detached.
+        let by = Instant::now() + self.finalize_grace;
+        for (slot, w) in self.workers.iter_mut().enumerate() {
             if let Some(w) = w.take() {
-                w.join();
+                if !w.join_by(by) {
+                    log::warn!(target: "cos", "worker thread {} still runs a job after the grace; detached", slot + 1);
+                }
             }
         }
         self.slots.end_all();

@@ -18,6 +18,8 @@ pub(crate) struct Hello {
     /// Its slot number (1-based, as in [`TaskId::worker`]).
     pub(crate) slot: u32,
     pub(crate) pid: u32,
+    /// The run's secret, as the spawner gave it to the process it started.
+    pub(crate) secret: [u8; crate::vm::process::auth::SECRET_LEN],
 }
 
 /// A frame from the spawner to a worker.

@@ -2,21 +2,22 @@
 //! accepting thread, the command line and environment of a worker.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 
 use crate::error::Error;
 use crate::vm::message::decode;
-use crate::vm::process::frame::{read_frame, Hello};
+use crate::vm::process::auth::{self, Secret, SECRET_ENV};
+use crate::vm::process::frame::Hello;
 use crate::vm::process::Inbound;
 use crate::vm::{io_error, machine, MachineErrorKind};
 
@@ -27,8 +28,14 @@ pub(crate) const SLOT_ENV: &str = "COS_WORKER_SLOT";
 /// The spawner's process id, for the worker to die with it.
 pub(crate) const SPAWNER_ENV: &str = "COS_WORKER_SPAWNER";
 
-/// How long a new connection may take to say hello.
+/// How long a new connection may take to say hello, in all.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections that wait for their hello at once.
+const MAX_PENDING: usize = 64;
+/// The longest hello frame taken.
+const MAX_HELLO: usize = 1024;
+/// The pause after an accept error before accepting again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Creates a private directory in the temporary directory and listens on a socket in it.
 pub(crate) fn listen() -> Result<(PathBuf, PathBuf, UnixListener), Error> {
@@ -68,12 +75,17 @@ pub(crate) struct Acceptor {
 impl Acceptor {
     /// Accepts connections on `listener` and passes each on with its hello as
     /// [`Inbound::Connected`].
-    pub(crate) fn start(listener: UnixListener, inbound: Sender<Inbound>) -> Result<Self, Error> {
+    /// Only connections that pass [`check`] are passed on.
+    pub(crate) fn start(
+        listener: UnixListener,
+        inbound: Sender<Inbound>,
+        secret: Secret,
+    ) -> Result<Self, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let handle = thread::Builder::new()
             .name("cos-process-accept".into())
-            .spawn(move || accept_loop(&listener, &stop2, &inbound))
+            .spawn(move || accept_loop(&listener, &stop2, &inbound, secret))
             .map_err(|e| io_error("cannot start the accepting thread", e))?;
         Ok(Acceptor { stop, handle: Some(handle) })
     }
@@ -89,46 +101,122 @@ impl Acceptor {
     }
 }
 
-fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbound>) {
-    for conn in listener.incoming() {
+/// Accepts connections and hands each to a thread of its own that waits for its hello, so that
+/// no connection delays another; at most [`MAX_PENDING`] connections wait for their hello at
+/// once (more are dropped at once). An accept error (too many open files, ...) is logged and
+/// accepting goes on after a pause: the thread ends only when the machine stops it.
+fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbound>, secret: Secret) {
+    let pending = Arc::new(AtomicUsize::new(0));
+    let mut failing = false;
+    loop {
+        let conn = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = match conn {
-            Ok(s) => s,
+        let stream = match conn {
+            Ok((s, _)) => {
+                failing = false;
+                s
+            }
             Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {
                 continue
             }
             Err(e) => {
-                log::error!(target: "cos", "cannot accept worker connections: {e}");
-                return;
+                if !failing {
+                    log::error!(target: "cos", "cannot accept worker connections: {e}; trying again");
+                }
+                failing = true;
+                thread::sleep(ACCEPT_PAUSE);
+                continue;
             }
         };
-        let hello = stream
-            .set_read_timeout(Some(HELLO_TIMEOUT))
-            .map_err(|e| io_error("cannot set a timeout", e))
-            .and_then(|()| read_frame(&mut stream))
-            .and_then(|f| f.ok_or_else(|| machine(MachineErrorKind::Protocol, "no hello")))
-            .and_then(|f| decode::<Hello>(&f))
-            .and_then(|h| {
-                stream.set_read_timeout(None).map(|()| h).map_err(|e| io_error("cannot clear a timeout", e))
-            });
-        match hello {
-            Ok(hello) => {
-                if inbound.send(Inbound::Connected { hello, stream }).is_err() {
-                    return;
-                }
-            }
-            Err(e) => log::warn!(target: "cos", "connection without a valid hello dropped: {e}"),
+        if pending.load(Ordering::SeqCst) >= MAX_PENDING {
+            log::warn!(target: "cos", "{MAX_PENDING} connections wait for their hello; a new one is dropped");
+            continue;
+        }
+        pending.fetch_add(1, Ordering::SeqCst);
+        let (pending2, inbound, secret) = (Arc::clone(&pending), inbound.clone(), secret);
+        let started = thread::Builder::new().name("cos-process-hello".into()).spawn(move || {
+            take_hello(stream, &inbound, &secret);
+            pending2.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = started {
+            pending.fetch_sub(1, Ordering::SeqCst);
+            log::warn!(target: "cos", "cannot wait for a connection's hello: {e}; dropped");
         }
     }
+}
+
+/// Waits at most [`HELLO_TIMEOUT`] in all for the connection's hello, checks it and passes it
+/// on as [`Inbound::Connected`].
+fn take_hello(mut stream: UnixStream, inbound: &Sender<Inbound>, secret: &Secret) {
+    let hello = read_hello(&mut stream, Instant::now() + HELLO_TIMEOUT)
+        .and_then(|f| decode::<Hello>(&f))
+        .and_then(|h| {
+            stream.set_read_timeout(None).map(|()| h).map_err(|e| io_error("cannot clear a timeout", e))
+        })
+        .and_then(|h| check(&stream, h, secret));
+    match hello {
+        Ok(hello) => {
+            let _ = inbound.send(Inbound::Connected { hello, stream });
+        }
+        Err(e) => log::warn!(target: "cos", "connection without a valid hello dropped: {e}"),
+    }
+}
+
+/// Reads the hello frame by `by`, however slowly its bytes come; a hello is short.
+fn read_hello(stream: &mut UnixStream, by: Instant) -> Result<Vec<u8>, Error> {
+    let mut r = Until { stream, by };
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(|e| io_error("no hello", e))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_HELLO {
+        return Err(Error::Decode(format!("a hello of {len} bytes")));
+    }
+    let mut bytes = vec![0; len];
+    r.read_exact(&mut bytes).map_err(|e| io_error("no hello", e))?;
+    Ok(bytes)
+}
+
+/// A stream whose reads fail once `by` has passed.
+struct Until<'a> {
+    stream: &'a mut UnixStream,
+    by: Instant,
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the hello took too long"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+/// A hello is taken only from a process of this user, naming its own pid, with the run's
+/// secret (see [`auth`]); the machine then checks that the pid is the slot's process.
+fn check(stream: &UnixStream, hello: Hello, secret: &Secret) -> Result<Hello, Error> {
+    let refused = |why: String| machine(MachineErrorKind::Refused, why);
+    let (pid, uid) = auth::peer(stream).map_err(|e| io_error("cannot read the peer's credentials", e))?;
+    if uid != auth::my_uid() {
+        return Err(refused(format!("a connection from user {uid} (process {pid})")));
+    }
+    if hello.pid != pid {
+        return Err(refused(format!("process {pid} said hello as process {}", hello.pid)));
+    }
+    if !secret.matches(&hello.secret) {
+        return Err(refused(format!("process {pid} does not know the run's secret")));
+    }
+    Ok(hello)
 }
 
 /// A request to the launching thread: the slot, and where to send the started process.
 type Launch = (usize, Sender<io::Result<Child>>);
 
-/// What a worker process is started as: this program, its arguments, and the socket; and the
-/// thread that starts them.
+/// What a worker process is started as: this program, its arguments, the socket and the run's
+/// secret; and the thread that starts them.
 ///
 /// Workers die with their spawner (`PR_SET_PDEATHSIG`), which Linux ties to the *thread* that
 /// started them: so they are all started by one thread of the machine's own, which lives as
@@ -143,19 +231,27 @@ pub(crate) struct Launcher {
 
 impl Launcher {
     /// Starts the launching thread for `program` with `args`, its workers told `socket`.
-    pub(crate) fn start(program: PathBuf, args: Vec<OsString>, socket: PathBuf) -> Result<Self, Error> {
+    pub(crate) fn start(
+        program: PathBuf,
+        args: Vec<OsString>,
+        socket: PathBuf,
+        secret: &Secret,
+    ) -> Result<Self, Error> {
         let (requests, rx) = crossbeam_channel::unbounded::<Launch>();
         let (p, s) = (program.clone(), socket.clone());
+        let secret_hex = secret.to_hex();
         let handle = thread::Builder::new()
             .name("cos-process-launch".into())
             .spawn(move || {
                 let spawner = std::process::id().to_string();
+                let secret = secret_hex;
                 for (slot, reply) in rx {
                     let child = Command::new(&p)
                         .args(&args)
                         .env(SOCKET_ENV, &s)
                         .env(SLOT_ENV, (slot + 1).to_string())
                         .env(SPAWNER_ENV, &spawner)
+                        .env(SECRET_ENV, &secret)
                         .stdin(Stdio::null())
                         .spawn();
                     if let Err(Ok(mut c)) = reply.send(child).map_err(|e| e.into_inner()) {

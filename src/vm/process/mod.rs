@@ -11,6 +11,7 @@
 //! - `worker.rs`: the worker process's side;
 //! - this file: the spawner's machine.
 
+mod auth;
 pub(crate) mod frame;
 mod launch;
 mod worker;
@@ -224,14 +225,15 @@ impl ProcessVmBuilder {
         }
         let program = std::env::current_exe().map_err(|e| io_error("cannot find this program", e))?;
         let (dir, socket, listener) = listen()?;
+        let secret = auth::Secret::new().map_err(|e| io_error("cannot make the run's secret", e))?;
         let (inbound_tx, inbound) = unbounded();
-        let acceptor = Acceptor::start(listener, inbound_tx.clone())?;
+        let acceptor = Acceptor::start(listener, inbound_tx.clone(), secret)?;
         let slots = Slots::grid(self.hosts, self.per_host);
         let n = slots.len();
         let mut vm = ProcessVm {
             registry: self.registry,
             slots,
-            launcher: Launcher::start(program, std::env::args_os().skip(1).collect(), socket)?,
+            launcher: Launcher::start(program, std::env::args_os().skip(1).collect(), socket, &secret)?,
             setup: WorkerSetup::new(self.environment),
             dir,
             connect_timeout: self.connect_timeout,

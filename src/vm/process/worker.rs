@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
+use crate::vm::process::auth::{Secret, SECRET_ENV};
 use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
 use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
 use crate::vm::worker::{serve, End, Report, WorkerLink};
@@ -50,6 +51,9 @@ fn run(registry: &Registry) -> Result<End, Error> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| machine(MachineErrorKind::Config, format!("{SLOT_ENV} is not a slot number")))?;
+    let secret = std::env::var(SECRET_ENV).ok().as_deref().and_then(Secret::from_hex).ok_or_else(|| {
+        machine(MachineErrorKind::Config, format!("{SECRET_ENV} does not hold the run's secret"))
+    })?;
     // A busy worker must not outlive its spawner: die with it (with the spawner's launching
     // thread, which lives as long as the machine).
     if let Some(spawner) = std::env::var(SPAWNER_ENV).ok().and_then(|s| s.parse::<u32>().ok()) {
@@ -59,13 +63,14 @@ fn run(registry: &Registry) -> Result<End, Error> {
             Err(e) => return Err(io_error("cannot tie the worker to its spawner", e)),
         }
     }
-    // Programs this worker starts are not workers.
+    // Programs this worker starts are not workers, and do not learn the secret.
     std::env::remove_var(SOCKET_ENV);
     std::env::remove_var(SLOT_ENV);
     std::env::remove_var(SPAWNER_ENV);
+    std::env::remove_var(SECRET_ENV);
     let mut stream = UnixStream::connect(&socket)
         .map_err(|e| io_error(format!("cannot connect to {}", PathBuf::from(&socket).display()), e))?;
-    write_frame(&mut stream, &encode(&Hello { slot, pid: std::process::id() })?)?;
+    write_frame(&mut stream, &encode(&Hello { slot, pid: std::process::id(), secret: secret.0 })?)?;
     let setup = match read_frame(&mut stream)? {
         Some(frame) => match decode::<Down>(&frame)? {
             Down::Setup(setup) => setup,
