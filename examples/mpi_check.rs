@@ -170,7 +170,8 @@ fn read_everywhere(
     let file = dir.join("probe.txt");
     let nonce = format!("written by {here}, process {}, at {:?}", std::process::id(), Instant::now());
     std::fs::write(&file, &nonce).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    let abstract_path = cos::to_abstract_path(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let abstract_path = cos::to_abstract_path(&file)
+        .map_err(|e| format!("{} is not on the mirrored share: {e}", file.display()))?;
     if abstract_path.index != Some(0) {
         return Err(format!("{} became {abstract_path:?}, not a path under entry 0", file.display()));
     }

@@ -80,7 +80,8 @@ pub use vm::process::frame::fuzz_spawner_stream;
 #[cfg(feature = "mpi")]
 pub use vm::MpiVm;
 pub use vm::{
-    start, Event, HostId, LostCause, LostWorker, Machine, MachineError, MachineErrorKind, ProcessVm,
-    ProcessVmBuilder, Registry, RemoteCall, RemoteError, RemoteErrorKind, RemoteFailure, RemoteFn, SimEvent,
-    SimTrace, SimVm, TaskId, ThreadVm, ThreadVmBuilder, VirtualMachine, Wait,
+    clear_local_storage_everywhere, start, start_with, Event, HostId, LostCause, LostWorker, Machine,
+    MachineError, MachineErrorKind, ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteError,
+    RemoteErrorKind, RemoteFailure, RemoteFn, SimEvent, SimTrace, SimVm, StartOptions, TaskId, ThreadVm,
+    ThreadVmBuilder, VirtualMachine, Wait,
 };

@@ -1,7 +1,6 @@
 //! External programs (the simulator) started by a task, each in a process group of its own,
 //! so that the whole group (the program and every child it forks) can be ended at once.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -141,6 +140,36 @@ fn wait_exit(pidfd: Option<RawFd>, pid: libc::pid_t, timeout: Option<Duration>) 
     }
 }
 
+/// The longest a task waiting for a program blocks its thread at a time when no other local
+/// task could run meanwhile.
+const ALONE_SLICE: Duration = Duration::from_millis(50);
+/// How long a task waiting for a program blocks its thread at a time while other local tasks
+/// exist.
+const SHARED_SLICE: Duration = Duration::from_millis(1);
+
+/// [`wait_exit`] from a local task, cooperatively: between short looks at the program the
+/// task yields, so the other tasks of its thread (a local task the remote function spawned,
+/// the serving loop's own) run on while it waits. When only this task and the program that
+/// waits for it are left, nothing else could run, and it blocks on the program a slice at a
+/// time (a cancel from another thread ends the group, which wakes it at once).
+fn wait_in_task(pidfd: Option<RawFd>, pid: libc::pid_t, deadline: Option<Instant>) -> bool {
+    loop {
+        if wait_exit(pidfd, pid, Some(Duration::ZERO)) {
+            return true;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return false;
+        }
+        crate::os::yield_now();
+        let slice = if crate::os::local_task_count() <= 2 { ALONE_SLICE } else { SHARED_SLICE };
+        let slice = deadline.map_or(slice, |d| slice.min(d.saturating_duration_since(Instant::now())));
+        if wait_exit(pidfd, pid, Some(slice)) {
+            return true;
+        }
+    }
+}
+
 fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new file descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -151,9 +180,54 @@ fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// The groups started on one thread that may still run, shared so that a machine can end
+/// them from another thread (a [`crate::ThreadVm`] whose cancelled job's thread runs on).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ThreadGroups(Arc<Mutex<Groups>>);
+
+#[derive(Debug, Default)]
+struct Groups {
+    live: Vec<Weak<Mutex<Inner>>>,
+    /// Set by [`ThreadGroups::close`]: the thread may start no more groups.
+    closed: bool,
+}
+
+impl ThreadGroups {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends every group that still runs (see [`kill_all`]) and returns how many there were.
+    pub(crate) fn kill_all(&self) -> usize {
+        let groups = std::mem::take(&mut self.lock().live);
+        let mut killed = 0;
+        for g in groups.iter().filter_map(Weak::upgrade) {
+            let mut inner = lock(&g);
+            if inner.status.is_none() {
+                inner.terminate();
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    /// Ends every group that still runs, and refuses the groups the thread starts from now on
+    /// ([`ProcessErrorKind::Killed`]): its job was cancelled or timed out and the thread only
+    /// runs on until the function returns.
+    pub(crate) fn close(&self) -> usize {
+        self.lock().closed = true;
+        self.kill_all()
+    }
+}
+
 thread_local! {
     /// The groups started on this thread that may still run.
-    static REGISTRY: RefCell<Vec<Weak<Mutex<Inner>>>> = const { RefCell::new(Vec::new()) };
+    static REGISTRY: ThreadGroups = ThreadGroups::default();
+}
+
+/// The groups of the calling thread, for ending them from another thread.
+pub(crate) fn this_thread_groups() -> ThreadGroups {
+    REGISTRY.with(ThreadGroups::clone)
 }
 
 fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -172,16 +246,7 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 /// assert_eq!(g.wait(None).unwrap_err().kind, cos::ProcessErrorKind::Killed);
 /// ```
 pub fn kill_all() -> usize {
-    let groups = REGISTRY.try_with(|r| std::mem::take(&mut *r.borrow_mut())).unwrap_or_default();
-    let mut killed = 0;
-    for g in groups.iter().filter_map(Weak::upgrade) {
-        let mut inner = lock(&g);
-        if inner.status.is_none() {
-            inner.terminate();
-            killed += 1;
-        }
-    }
-    killed
+    REGISTRY.try_with(ThreadGroups::clone).map_or(0, |g| g.kill_all())
 }
 
 /// The end of a program's standard error, filled by a reader thread.
@@ -228,6 +293,11 @@ impl ProcessGroup {
     /// ```
     pub fn start(command: &mut Command) -> Result<ProcessGroup, ProcessError> {
         let program = command.get_program().to_string_lossy().into_owned();
+        let groups = REGISTRY.try_with(ThreadGroups::clone).ok();
+        if groups.as_ref().is_some_and(|g| g.lock().closed) {
+            // The thread's job was cancelled or timed out: it starts nothing more.
+            return Err(ProcessError::new(ProcessErrorKind::Killed, &program));
+        }
         if command.get_current_dir().is_none() {
             if let Some(dir) = task_working_dir() {
                 command.current_dir(dir);
@@ -284,11 +354,17 @@ impl ProcessGroup {
             log::warn!(target: "cos", "no watchdog for the process group of {program}: {}", io::Error::last_os_error());
         }
         let inner = Arc::new(Mutex::new(Inner { child, pidfd, watchdog, status: None, killed: false }));
-        let _ = REGISTRY.try_with(|r| {
-            let mut r = r.borrow_mut();
-            r.retain(|w| w.strong_count() > 0);
-            r.push(Arc::downgrade(&inner));
-        });
+        if let Some(g) = groups {
+            let mut g = g.lock();
+            if g.closed {
+                // Closed while it started: end it at once.
+                drop(g);
+                lock(&inner).terminate();
+                return Err(ProcessError::new(ProcessErrorKind::Killed, &program));
+            }
+            g.live.retain(|w| w.strong_count() > 0);
+            g.live.push(Arc::downgrade(&inner));
+        }
         Ok(ProcessGroup { inner, program, tail, tail_done })
     }
 
@@ -336,6 +412,11 @@ impl ProcessGroup {
     /// group (a background child it left behind) and reaps it. At the deadline the whole group
     /// is ended (SIGTERM, SIGKILL after [`KILL_GRACE`]).
     ///
+    /// Called from a local task (a remote function runs in one), the wait is cooperative: the
+    /// task yields between short looks at the program, so the other tasks of its thread run on
+    /// meanwhile, and a time limit or a cancel of the remote task (which ends the group) reaches
+    /// it. From the main program it blocks the thread.
+    ///
     /// # Errors
     /// [`ProcessErrorKind::Timeout`] at the deadline; [`ProcessErrorKind::Failed`] with the exit
     /// status and the end of standard error when it ended with a failure;
@@ -355,8 +436,11 @@ impl ProcessGroup {
         };
         let mut timed_out = false;
         if !ended {
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let exited = wait_exit(pidfd, pid, timeout);
+            let exited = if matches!(crate::context::context(), crate::context::Context::Task(_)) {
+                wait_in_task(pidfd, pid, deadline)
+            } else {
+                wait_exit(pidfd, pid, deadline.map(|d| d.saturating_duration_since(Instant::now())))
+            };
             let mut inner = lock(&self.inner);
             if inner.status.is_none() {
                 if exited {

@@ -50,6 +50,7 @@ mod watchdog;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use external::{die_with_parent, kill_all, ProcessGroup, KILL_GRACE};
+pub(crate) use external::{this_thread_groups, ThreadGroups};
 pub use local::{clear_local_storage, clear_local_storage_in, local_storage_root};
 pub use prepare::{
     cleanup, prepare, prepare_in, task_storage, task_working_dir, EnteredEnvironment, TaskEnvironment,

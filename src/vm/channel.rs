@@ -9,9 +9,11 @@ use std::thread;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
+use crate::environment::{this_thread_groups, ThreadGroups};
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
+use crate::vm::setup::WorkerSetup;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
     io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
@@ -80,35 +82,43 @@ pub(crate) struct ThreadWorker {
     /// Answers to its spawner calls.
     replies: Option<Sender<Reply>>,
     handle: Option<thread::JoinHandle<()>>,
+    /// The process groups its jobs started.
+    groups: ThreadGroups,
 }
 
 impl ThreadWorker {
-    /// Starts a worker thread named `name`. With `spawner_calls`, its jobs' spawner calls come
-    /// to the machine on `up`; without, they run in the worker thread.
+    /// Starts a worker thread named `name` whose jobs run in the environment of `setup`. With
+    /// `spawner_calls`, its jobs' spawner calls come to the machine on `up`; without, they run
+    /// in the worker thread.
     ///
     /// # Errors
     /// [`Error::Vm`] when the thread cannot be started.
     pub(crate) fn start(
         name: String,
         registry: &Registry,
+        setup: &WorkerSetup,
         up: &Sender<Vec<u8>>,
         spawner_calls: bool,
     ) -> Result<Self, Error> {
         let (jobs_tx, jobs) = unbounded::<Vec<u8>>();
         let (replies_tx, replies) = unbounded::<Reply>();
-        let (registry, up) = (registry.clone(), up.clone());
+        let (registry, setup, up) = (registry.clone(), setup.clone(), up.clone());
+        let (groups_tx, groups_rx) = crossbeam_channel::bounded(1);
         let handle = thread::Builder::new()
             .name(name)
             .spawn(move || {
+                let _ = groups_tx.send(this_thread_groups());
                 let _link = spawner_calls
                     .then(|| spawner_call::install(Box::new(ChannelSpawnerLink { up: up.clone(), replies })));
-                match serve(&registry, ChannelLink { jobs, up }) {
+                match serve(&registry, setup, ChannelLink { jobs, up }) {
                     End::HungUp | End::Retired => {}
                     End::Broken(why) => log::error!(target: "cos", "worker thread ends: {why}"),
                 }
             })
             .map_err(|e| io_error("cannot start a worker thread", e))?;
-        Ok(ThreadWorker { jobs: Some(jobs_tx), replies: Some(replies_tx), handle: Some(handle) })
+        let groups =
+            groups_rx.recv().map_err(|_| machine(MachineErrorKind::Io, "the worker thread ended at once"))?;
+        Ok(ThreadWorker { jobs: Some(jobs_tx), replies: Some(replies_tx), handle: Some(handle), groups })
     }
 
     /// Sends a job.
@@ -140,9 +150,15 @@ impl ThreadWorker {
         }
     }
 
-    /// Hangs up and lets the thread finish its job on its own (its reports are stale).
+    /// Hangs up and lets the thread finish its job on its own (its reports are stale); the
+    /// process groups the job started are ended now (SIGTERM, then SIGKILL after
+    /// [`crate::KILL_GRACE`], and reaped), and the thread may start no more.
     pub(crate) fn detach(mut self) {
         self.hang_up();
+        let killed = self.groups.close();
+        if killed > 0 {
+            log::debug!(target: "cos", "{killed} process groups of a retired worker thread ended");
+        }
         self.handle = None;
     }
 }
@@ -161,7 +177,8 @@ impl SpawnerCalls {
         let lost = |why: String| Err(RemoteFailure::new(RemoteErrorKind::Panicked, why));
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            match ThreadWorker::start("cos-sim-worker".into(), registry, &up, false) {
+            match ThreadWorker::start("cos-sim-worker".into(), registry, &WorkerSetup::default(), &up, false)
+            {
                 Ok(w) => self.worker = Some((w, rx)),
                 Err(e) => return lost(e.to_string()),
             }

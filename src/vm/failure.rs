@@ -27,6 +27,11 @@ pub enum RemoteErrorKind {
     BadResult,
     /// The function overflowed its stack (the worker ran it as a local task and was retired).
     StackOverflow,
+    /// The task's environment could not be prepared on its worker (its storage could not be
+    /// made, a mirrored file is missing on that host, the startup directory does not exist
+    /// there): the function did not run. The message names the path and the cause; the
+    /// [`RemoteError`] at the joiner names the task and the host.
+    Environment,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -37,6 +42,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::Panicked => "panicked",
             RemoteErrorKind::BadResult => "result cannot be encoded",
             RemoteErrorKind::StackOverflow => "stack overflow",
+            RemoteErrorKind::Environment => "task environment cannot be prepared",
         })
     }
 }

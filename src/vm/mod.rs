@@ -7,6 +7,7 @@
 //! - `thread`, `sim`, `process/`, `mpi`: the machines.
 
 pub(crate) mod channel;
+mod clear;
 mod failure;
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
@@ -14,6 +15,7 @@ mod mpi;
 pub(crate) mod process;
 pub(crate) mod registry;
 mod select;
+pub(crate) mod setup;
 mod sim;
 pub(crate) mod slots;
 mod thread;
@@ -25,6 +27,8 @@ use std::time::Instant;
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiVm;
 use crate::error::Error;
+pub use clear::clear_local_storage_everywhere;
+pub(crate) use clear::{is_cleaner, run_cleaner};
 pub(crate) use failure::{io_error, machine};
 pub use failure::{
     LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,
@@ -32,7 +36,7 @@ pub use failure::{
 pub use message::{HostId, RemoteCall, TaskId};
 pub use process::{ProcessVm, ProcessVmBuilder};
 pub use registry::{Registry, RemoteFn};
-pub use select::{start, Machine};
+pub use select::{start, start_with, Machine, StartOptions};
 pub use sim::{SimEvent, SimTrace, SimVm};
 pub use thread::{ThreadVm, ThreadVmBuilder};
 

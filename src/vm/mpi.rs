@@ -29,8 +29,10 @@ use ::mpi::{Rank, Tag, Threading};
 
 use serde::{Deserialize, Serialize};
 
+use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::message::{decode, encode};
+use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
@@ -46,6 +48,8 @@ const TAG_JOB: Tag = 12;
 const TAG_QUIT: Tag = 13;
 /// Worker to spawner: the [`Up`] answering the worker's job.
 const TAG_RESULT: Tag = 14;
+/// Spawner to worker, once after its hello: the machine's [`WorkerSetup`].
+const TAG_SETUP: Tag = 15;
 
 /// A worker rank's answer to its job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +174,25 @@ impl MpiVm {
     /// println!("{} slots on hosts {:?}", vm.slots(), vm.hosts());
     /// ```
     pub fn init(registry: Registry) -> Result<MpiVm, Error> {
+        Self::init_with(registry, EnvironmentSpec::new())
+    }
+
+    /// [`MpiVm::init`] with the environment of every remote task (PyOPUS's `startupDir`,
+    /// `mirrorMap` and `persistentStorage`; see
+    /// [`ThreadVmBuilder::environment`](crate::ThreadVmBuilder::environment)). Rank 0 validates
+    /// `environment` and sends it to every worker rank before any job; the workers ignore
+    /// their own argument.
+    ///
+    /// # Errors
+    /// As [`MpiVm::init`]; [`Error::Storage`] on rank 0 when `environment` does not validate
+    /// (MPI is not initialized then, and the worker ranks wait for a spawner that never comes:
+    /// validate the spec before, as `cos::start_with` does, when that matters).
+    ///
+    /// ```no_run
+    /// let spec = cos::EnvironmentSpec::new().local_storage(true);
+    /// let vm = cos::MpiVm::init_with(cos::Registry::new(), spec).unwrap();
+    /// ```
+    pub fn init_with(registry: Registry, environment: EnvironmentSpec) -> Result<MpiVm, Error> {
         let (universe, _) = ::mpi::initialize_with_threading(Threading::Funneled)
             .ok_or_else(|| machine(MachineErrorKind::Refused, "MPI is initialized already"))?;
         let world = universe.world();
@@ -179,6 +202,7 @@ impl MpiVm {
         if world.rank() != 0 {
             worker_loop(universe, &registry, &name);
         }
+        let setup = WorkerSetup::new(validated(environment)?);
         let size = world.size() as usize;
         let mut names: Vec<Option<HostId>> = vec![None; size];
         names[0] = Some(HostId::new(name));
@@ -198,6 +222,10 @@ impl MpiVm {
                 }
                 _ => log::warn!(target: "cos", "unexpected message (tag {tag}) from rank {rank} at start-up"),
             }
+        }
+        let frame = encode(&setup)?;
+        for rank in 1..world.size() {
+            send(&world, rank, &frame, TAG_SETUP);
         }
         let names: Vec<HostId> = names.into_iter().flatten().collect();
         log::debug!(target: "cos", "MPI machine: {size} ranks on hosts {names:?}");
@@ -301,11 +329,28 @@ fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
     let rank = world.rank();
     log::debug!(target: "cos", "rank {rank} on {name}: worker started");
     send(&world, 0, name.as_bytes(), TAG_HELLO);
-    match serve(registry, MpiLink { world: universe.world(), rank }) {
+    let spawner = world.process_at_rank(0);
+    let setup = loop {
+        match receive(&spawner, None) {
+            Some((bytes, _, TAG_SETUP)) => match decode::<WorkerSetup>(&bytes) {
+                Ok(setup) => break Ok(setup),
+                Err(e) => break Err(End::Broken(format!("malformed setup: {e}"))),
+            },
+            Some((_, _, TAG_QUIT)) => break Err(End::HungUp),
+            Some((_, _, tag)) => {
+                log::warn!(target: "cos", "rank {rank}: unexpected message (tag {tag}) before the setup")
+            }
+            None => {}
+        }
+    };
+    let served = match setup {
+        Ok(setup) => serve(registry, setup, MpiLink { world: universe.world(), rank }),
+        Err(end) => end,
+    };
+    match served {
         End::HungUp => {}
         end => {
             log::warn!(target: "cos", "rank {rank}: out of service ({end:?}); waiting for the end of the run");
-            let spawner = world.process_at_rank(0);
             loop {
                 if let Some((_, _, TAG_QUIT)) = receive(&spawner, None) {
                     break;

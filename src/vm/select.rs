@@ -4,8 +4,10 @@ use std::ffi::OsString;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::process::{is_worker_process, worker_main};
+use crate::vm::setup::validated;
 use crate::vm::{machine, MachineErrorKind};
 use crate::vm::{ProcessVm, Registry, ThreadVm};
 
@@ -103,21 +105,84 @@ impl FromStr for Machine {
 /// }
 /// ```
 pub fn start(registry: Registry) -> Result<Machine, Error> {
+    start_with(registry, StartOptions::new())
+}
+
+/// What [`start_with`] sets the machine up with, beyond its name.
+///
+/// ```
+/// let options = cos::StartOptions::new().environment(cos::EnvironmentSpec::new().persistent(true));
+/// assert!(options.environment.persistent);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// The environment of every remote task (PyOPUS's `startupDir`, `mirrorMap` and
+    /// `persistentStorage` constructor options), given to the machine's builder.
+    pub environment: EnvironmentSpec,
+}
+
+impl StartOptions {
+    /// The defaults: no task environment.
+    ///
+    /// ```
+    /// assert_eq!(cos::StartOptions::new(), cos::StartOptions::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the environment of every remote task.
+    ///
+    /// ```
+    /// let o = cos::StartOptions::new().environment(cos::EnvironmentSpec::new().local_storage(true));
+    /// assert!(o.environment.local_storage);
+    /// ```
+    pub fn environment(mut self, spec: EnvironmentSpec) -> Self {
+        self.environment = spec;
+        self
+    }
+}
+
+/// [`start`] with `options`: the chosen machine is built with them (in a worker process they
+/// are ignored: the worker gets its machine's settings from the spawner).
+///
+/// # Errors
+/// As [`start`]; [`Error::Storage`] when the environment does not validate (checked before
+/// any machine is made, on every rank of an MPI job alike).
+///
+/// ```no_run
+/// static LS: cos::RemoteFn<(), Vec<String>> = cos::RemoteFn::new("ls", |()| {
+///     let dir = cos::task_storage().expect("the task has storage");
+///     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+/// });
+///
+/// fn main() -> Result<(), cos::Error> {
+///     let spec = cos::EnvironmentSpec::new().local_storage(true);
+///     cos::start_with(cos::Registry::new().with(&LS), cos::StartOptions::new().environment(spec))?;
+///     let files = cos::dispatch_single(cos::job(&LS, ()))?;
+///     assert!(files.is_empty());
+///     cos::finalize();
+///     Ok(())
+/// }
+/// ```
+pub fn start_with(registry: Registry, options: StartOptions) -> Result<Machine, Error> {
     if is_worker_process() {
         worker_main(&registry);
     }
     let machine = choose(std::env::args_os().skip(1), std::env::var_os(VM_ENV))?;
+    let environment = validated(options.environment)?;
     log::debug!(target: "cos", "starting the {machine} machine");
     match machine {
         Machine::Thread => {
-            crate::os::set_vm(ThreadVm::new(registry))?;
+            crate::os::set_vm(ThreadVm::builder(registry).environment(environment)?.build())?;
         }
         Machine::Process => {
-            crate::os::set_vm(ProcessVm::new(registry)?)?;
+            crate::os::set_vm(ProcessVm::builder(registry).environment(environment)?.build()?)?;
         }
         #[cfg(feature = "mpi")]
         Machine::Mpi => {
-            crate::os::set_vm(crate::vm::MpiVm::init(registry)?)?;
+            crate::os::set_vm(crate::vm::MpiVm::init_with(registry, environment)?)?;
         }
         #[cfg(not(feature = "mpi"))]
         Machine::Mpi => {

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 
+use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
 use crate::vm::message::decode;
+use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
@@ -103,6 +105,8 @@ type Latency = Box<dyn FnMut(&RemoteCall, u64) -> u64 + Send>;
 /// ```
 pub struct SimVm {
     registry: Registry,
+    /// The machine's index and its tasks' environment.
+    setup: WorkerSetup,
     /// The helper thread that runs the calls, and its report channel.
     worker: Option<(ThreadWorker, Receiver<Vec<u8>>)>,
     spawner_calls: SpawnerCalls,
@@ -130,6 +134,7 @@ impl SimVm {
     pub fn new(registry: Registry, hosts: usize, slots_per_host: usize) -> Self {
         SimVm {
             registry,
+            setup: WorkerSetup::new(EnvironmentSpec::new()),
             worker: None,
             spawner_calls: SpawnerCalls::default(),
             slots: Slots::grid(hosts, slots_per_host),
@@ -162,6 +167,23 @@ impl SimVm {
     pub fn latency(mut self, f: impl FnMut(&RemoteCall, u64) -> u64 + Send + 'static) -> Self {
         self.latency = Some(Box::new(f));
         self
+    }
+
+    /// The environment of every remote task (see
+    /// [`ThreadVmBuilder::environment`](crate::ThreadVmBuilder::environment)): the tasks run on
+    /// a helper thread of this process, each in a storage directory of its own.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when `spec` does not validate.
+    ///
+    /// ```
+    /// let spec = cos::EnvironmentSpec::new().local_storage(true);
+    /// let vm = cos::SimVm::new(cos::Registry::new(), 1, 2).environment(spec).unwrap();
+    /// ```
+    pub fn environment(mut self, spec: EnvironmentSpec) -> Result<Self, Error> {
+        self.stop_worker();
+        self.setup.environment = validated(spec)?;
+        Ok(self)
     }
 
     /// A handle on the machine's event trace.
@@ -208,7 +230,7 @@ impl SimVm {
     fn run(&mut self, task: TaskId, call: &RemoteCall) -> Result<Event, Error> {
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &up, true)?;
+            let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &self.setup, &up, true)?;
             self.worker = Some((w, rx));
         }
         self.worker.as_ref().expect("started").0.send(task, call)?;

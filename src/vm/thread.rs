@@ -5,9 +5,11 @@ use std::thread;
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
+use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
 use crate::vm::message::decode;
+use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::wait::recv_spinning;
 use crate::vm::{
@@ -27,6 +29,8 @@ use crate::vm::{
 /// ```
 pub struct ThreadVm {
     registry: Registry,
+    /// The machine's index and its tasks' environment.
+    setup: WorkerSetup,
     slots: Slots,
     /// One worker thread per slot (`None`: it could not be started; the next spawn there tries
     /// again).
@@ -50,6 +54,7 @@ pub struct ThreadVmBuilder {
     registry: Registry,
     hosts: usize,
     per_host: usize,
+    environment: EnvironmentSpec,
 }
 
 impl ThreadVmBuilder {
@@ -73,6 +78,24 @@ impl ThreadVmBuilder {
         self
     }
 
+    /// The environment of every remote task (PyOPUS's `startupDir`, `mirrorMap` and
+    /// `persistentStorage`): each task gets a storage directory of its own, private even among
+    /// the worker threads of this process, prepared before its function runs and removed
+    /// after it (see [`crate::prepare`]). Default: none.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when `spec` does not validate (a destination or startup directory
+    /// leaving the task's storage, a source outside the mirrored storage).
+    ///
+    /// ```
+    /// let spec = cos::EnvironmentSpec::new().local_storage(true);
+    /// let vm = cos::ThreadVm::builder(cos::Registry::new()).environment(spec).unwrap().build();
+    /// ```
+    pub fn environment(mut self, spec: EnvironmentSpec) -> Result<Self, Error> {
+        self.environment = validated(spec)?;
+        Ok(self)
+    }
+
     /// Starts the worker threads.
     ///
     /// ```
@@ -81,6 +104,7 @@ impl ThreadVmBuilder {
     pub fn build(self) -> ThreadVm {
         let (up_tx, up_rx) = unbounded();
         let mut vm = ThreadVm {
+            setup: WorkerSetup::new(self.environment),
             registry: self.registry,
             slots: Slots::grid(self.hosts, self.per_host),
             workers: Vec::new(),
@@ -112,13 +136,19 @@ impl ThreadVm {
     /// ```
     pub fn builder(registry: Registry) -> ThreadVmBuilder {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        ThreadVmBuilder { registry, hosts: 1, per_host: cores }
+        ThreadVmBuilder { registry, hosts: 1, per_host: cores, environment: EnvironmentSpec::new() }
     }
 
     fn start_worker(&self, slot: usize) -> Option<ThreadWorker> {
-        ThreadWorker::start(format!("cos-worker-{}", slot + 1), &self.registry, &self.up_tx, true)
-            .map_err(|e| log::error!(target: "cos", "worker thread {}: {e}", slot + 1))
-            .ok()
+        ThreadWorker::start(
+            format!("cos-worker-{}", slot + 1),
+            &self.registry,
+            &self.setup,
+            &self.up_tx,
+            true,
+        )
+        .map_err(|e| log::error!(target: "cos", "worker thread {}: {e}", slot + 1))
+        .ok()
     }
 
     /// Replaces the slot's thread with a new one; the old one ends on its own (`join`: wait

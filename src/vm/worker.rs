@@ -14,13 +14,18 @@
 //!   process; an MPI rank goes out of service);
 //! - a panic that escapes the registry (a value whose encoding panics) reports the job lost and
 //!   ends the worker the same way;
-//! - the spawner calls of [`crate::spawner_call`] go through the link the machine installed.
+//! - the spawner calls of [`crate::spawner_call`] go through the link the machine installed;
+//! - each job runs in its task environment (`setup::run_job`): prepared before the
+//!   function (a failure is the job's [`RemoteErrorKind::Environment`] failure), entered while
+//!   it runs, and after it every process group the job started is ended and its storage
+//!   removed; the same happens after an overflow, and before the worker returns.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::error::Error;
 use crate::spawner_call;
+use crate::vm::setup::{end_job, run_job, JobEnvironment, WorkerSetup};
 use crate::vm::{Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The stack size of the local task a worker serves its jobs in (only the pages a job touches
@@ -63,22 +68,34 @@ pub(crate) enum End {
     Broken(String),
 }
 
-/// Serves jobs from `link` with the functions of `registry` until the spawner hangs up, the
-/// transport breaks or the worker must retire.
+/// Serves jobs from `link` with the functions of `registry`, each in the environment `setup`
+/// describes, until the spawner hangs up, the transport breaks or the worker must retire.
 ///
 /// The jobs run inside one long-lived local task of this thread's OS, on a
 /// [`WORKER_TASK_STACK`] stack (so a remote function may spawn and join local tasks of its own,
 /// and a runaway recursion hits that task's guard page instead of ending the process).
-pub(crate) fn serve<L: WorkerLink + 'static>(registry: &Registry, link: L) -> End {
+pub(crate) fn serve<L: WorkerLink + 'static>(registry: &Registry, setup: WorkerSetup, link: L) -> End {
+    let end = serve_guarded(registry, setup, link);
+    // Whatever a local task of the last job still runs goes with the worker.
+    crate::environment::kill_all();
+    end
+}
+
+fn serve_guarded<L: WorkerLink + 'static>(registry: &Registry, setup: WorkerSetup, link: L) -> End {
     if crate::os::stack_size() < WORKER_TASK_STACK {
         crate::os::set_stack_size(WORKER_TASK_STACK);
     }
     let registry = Rc::new(registry.clone());
     let link = Rc::new(RefCell::new(link));
     let current: Rc<Cell<Option<TaskId>>> = Rc::default();
-    let (r, l, c) = (Rc::clone(&registry), Rc::clone(&link), Rc::clone(&current));
-    let served = crate::os::spawn(move || serve_jobs(&r, &l, &c)).and_then(crate::os::join);
+    let env: Rc<JobEnvironment> = Rc::default();
+    let (r, l, c, e) = (Rc::clone(&registry), Rc::clone(&link), Rc::clone(&current), Rc::clone(&env));
+    let served = crate::os::spawn(move || serve_jobs(&r, &setup, &l, &c, &e)).and_then(crate::os::join);
     spawner_call::clear_task();
+    if let Some(task) = current.get() {
+        // The job's frames were abandoned (an overflow) or unwound past the registry.
+        end_job(task, &env);
+    }
     let report = match served {
         Ok(end) => return end,
         Err(Error::StackOverflow(_)) => current.take().map(|task| Report::Finished {
@@ -103,7 +120,13 @@ pub(crate) fn serve<L: WorkerLink + 'static>(registry: &Registry, link: L) -> En
 }
 
 /// The serving task's loop; notes in `current` the task it runs.
-fn serve_jobs(registry: &Registry, link: &RefCell<impl WorkerLink>, current: &Cell<Option<TaskId>>) -> End {
+fn serve_jobs(
+    registry: &Registry,
+    setup: &WorkerSetup,
+    link: &RefCell<impl WorkerLink>,
+    current: &Cell<Option<TaskId>>,
+    env: &JobEnvironment,
+) -> End {
     loop {
         let job = link.borrow_mut().next_job();
         let (task, call) = match job {
@@ -113,7 +136,7 @@ fn serve_jobs(registry: &Registry, link: &RefCell<impl WorkerLink>, current: &Ce
         };
         current.set(Some(task));
         let running = spawner_call::running(task);
-        let result = registry.run(&call);
+        let result = run_job(setup, task, env, registry, &call);
         drop(running);
         current.set(None);
         if let Err(e) = link.borrow_mut().report(Report::Finished { task, result, retire: false }) {
@@ -164,7 +187,7 @@ mod tests {
             let reports = Rc::default();
             let jobs = vec![(task(1), RemoteCall::new("double", &4u32).unwrap())];
             let link = ListLink { jobs, reports: Rc::clone(&reports) };
-            let end = serve(&Registry::new().with(&DOUBLE), link);
+            let end = serve(&Registry::new().with(&DOUBLE), WorkerSetup::default(), link);
             let r = reports.borrow().clone();
             (end, r)
         })
@@ -186,7 +209,7 @@ mod tests {
                 (task(2), RemoteCall::new("double", &1u32).unwrap()),
             ];
             let link = ListLink { jobs, reports: Rc::clone(&reports) };
-            let end = serve(&Registry::new().with(&DOUBLE).with(&RUNAWAY), link);
+            let end = serve(&Registry::new().with(&DOUBLE).with(&RUNAWAY), WorkerSetup::default(), link);
             let r = reports.borrow().clone();
             (end, r)
         })

@@ -4,7 +4,10 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use cos::{Error, ProcessVm, Registry, RemoteCall, RemoteErrorKind, SimVm, ThreadVm, VirtualMachine, Wait};
+use cos::{
+    EnvironmentSpec, Error, ProcessVm, Registry, RemoteCall, RemoteErrorKind, SimVm, ThreadVm,
+    VirtualMachine, Wait,
+};
 
 /// A machine a behaviour is checked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,32 @@ impl On {
                 ProcessVm::builder(registry)
                     .hosts(hosts)
                     .slots_per_host(per_host)
+                    .build()
+                    .expect("worker processes"),
+            ),
+        };
+        assert_eq!(set, Ok(true), "{self:?} machine set");
+    }
+
+    /// Sets this machine with `hosts` hosts of `per_host` worker slots each, whose remote tasks
+    /// run in the environment `spec`.
+    pub fn set_with(self, registry: Registry, hosts: usize, per_host: usize, spec: EnvironmentSpec) {
+        let set = match self {
+            On::Sim => cos::set_vm(SimVm::new(registry, hosts, per_host).environment(spec).expect("valid")),
+            On::Thread => cos::set_vm(
+                ThreadVm::builder(registry)
+                    .hosts(hosts)
+                    .slots_per_host(per_host)
+                    .environment(spec)
+                    .expect("valid")
+                    .build(),
+            ),
+            On::Process => cos::set_vm(
+                ProcessVm::builder(registry)
+                    .hosts(hosts)
+                    .slots_per_host(per_host)
+                    .environment(spec)
+                    .expect("valid")
                     .build()
                     .expect("worker processes"),
             ),
@@ -132,6 +161,50 @@ pub fn remote_failure<T>(r: &Result<T, Error>) -> Option<(RemoteErrorKind, &str)
         Err(Error::Remote(e)) => Some((e.kind, e.message.as_str())),
         _ => None,
     }
+}
+
+/// Gives this test program (and the worker processes it starts, which inherit it) local and
+/// mirrored storage of its own under the temporary directory, unless they are set already (as
+/// in a worker); returns `(local, mirrored)`.
+pub fn private_storage(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    if std::env::var_os("PARALLEL_LOCAL_STORAGE").is_none() {
+        let base = std::env::temp_dir().join(format!("cos-test-{name}-{}", std::process::id()));
+        std::env::set_var("PARALLEL_LOCAL_STORAGE", base.join("local"));
+        std::env::set_var("PARALLEL_MIRRORED_STORAGE", base.join("share"));
+    }
+    let local = std::path::PathBuf::from(std::env::var_os("PARALLEL_LOCAL_STORAGE").unwrap());
+    let share = std::path::PathBuf::from(std::env::var_os("PARALLEL_MIRRORED_STORAGE").unwrap());
+    (local, share)
+}
+
+/// Whether the process `pid` exists (a zombie does).
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Makes this process the reaper of orphaned descendants, so that a simulator's child whose
+/// parent was killed is reparented here, reaped by [`assert_gone`] and then checked by pid.
+pub fn become_subreaper() {
+    // SAFETY: prctl(2) PR_SET_CHILD_SUBREAPER takes one integer argument.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, 0);
+}
+
+/// Waits (bounded) for `pid` to end, reaps it when it was reparented to this process, and
+/// checks that the pid is gone.
+pub fn assert_gone(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes the status into `status`.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid || (rc < 0 && !alive(pid)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "process {pid} still runs");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!alive(pid), "process {pid} still exists");
 }
 
 /// Runs each check, finalizing the machine after each, prints a line per check and the closing

@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::vm::setup::WorkerSetup;
 use crate::vm::{io_error, RemoteCall, RemoteFailure, TaskId};
 
 /// The longest frame either side accepts.
@@ -22,6 +23,9 @@ pub(crate) struct Hello {
 /// A frame from the spawner to a worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Down {
+    /// The first frame after the worker's hello: the machine's index and its tasks'
+    /// environment.
+    Setup(WorkerSetup),
     /// Run a call as this task.
     Run(TaskId, RemoteCall),
     /// The answer to the running task's spawner call.

@@ -24,6 +24,8 @@ use crate::vm::{io_error, machine, MachineErrorKind};
 pub(crate) const SOCKET_ENV: &str = "COS_WORKER_SOCKET";
 /// The worker's slot number (1-based, as in [`crate::TaskId::worker`]).
 pub(crate) const SLOT_ENV: &str = "COS_WORKER_SLOT";
+/// The spawner's process id, for the worker to die with it.
+pub(crate) const SPAWNER_ENV: &str = "COS_WORKER_SPAWNER";
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,23 +124,68 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbo
     }
 }
 
-/// What a worker process is started as: this program, its arguments, and the socket.
+/// A request to the launching thread: the slot, and where to send the started process.
+type Launch = (usize, Sender<io::Result<Child>>);
+
+/// What a worker process is started as: this program, its arguments, and the socket; and the
+/// thread that starts them.
+///
+/// Workers die with their spawner (`PR_SET_PDEATHSIG`), which Linux ties to the *thread* that
+/// started them: so they are all started by one thread of the machine's own, which lives as
+/// long as the machine, never by whichever thread happens to call into it.
 #[derive(Debug)]
 pub(crate) struct Launcher {
     pub(crate) program: PathBuf,
-    pub(crate) args: Vec<OsString>,
     pub(crate) socket: PathBuf,
+    requests: Option<Sender<Launch>>,
+    handle: Option<thread::JoinHandle<()>>,
 }
 
 impl Launcher {
+    /// Starts the launching thread for `program` with `args`, its workers told `socket`.
+    pub(crate) fn start(program: PathBuf, args: Vec<OsString>, socket: PathBuf) -> Result<Self, Error> {
+        let (requests, rx) = crossbeam_channel::unbounded::<Launch>();
+        let (p, s) = (program.clone(), socket.clone());
+        let handle = thread::Builder::new()
+            .name("cos-process-launch".into())
+            .spawn(move || {
+                let spawner = std::process::id().to_string();
+                for (slot, reply) in rx {
+                    let child = Command::new(&p)
+                        .args(&args)
+                        .env(SOCKET_ENV, &s)
+                        .env(SLOT_ENV, (slot + 1).to_string())
+                        .env(SPAWNER_ENV, &spawner)
+                        .stdin(Stdio::null())
+                        .spawn();
+                    if let Err(Ok(mut c)) = reply.send(child).map_err(|e| e.into_inner()) {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                }
+            })
+            .map_err(|e| io_error("cannot start the launching thread", e))?;
+        Ok(Launcher { program, socket, requests: Some(requests), handle: Some(handle) })
+    }
+
     /// Starts the process for `slot` (0-based).
     pub(crate) fn launch(&self, slot: usize) -> Result<Child, Error> {
-        Command::new(&self.program)
-            .args(&self.args)
-            .env(SOCKET_ENV, &self.socket)
-            .env(SLOT_ENV, (slot + 1).to_string())
-            .stdin(Stdio::null())
-            .spawn()
+        let gone = || machine(MachineErrorKind::Io, "the launching thread is gone");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.requests.as_ref().ok_or_else(gone)?.send((slot, tx)).map_err(|_| gone())?;
+        rx.recv()
+            .map_err(|_| gone())?
             .map_err(|e| io_error(format!("cannot start {}", self.program.display()), e))
+    }
+}
+
+impl Drop for Launcher {
+    /// Ends the launching thread; the machine has ended its workers before (a worker still
+    /// running would get its parent-death signal now).
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }

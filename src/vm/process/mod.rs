@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
+use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::SpawnerCalls;
 use crate::vm::message::{decode, encode};
+use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
@@ -82,6 +84,8 @@ pub(crate) enum Inbound {
 /// ```
 pub struct ProcessVm {
     registry: Registry,
+    /// The machine's index and its tasks' environment, sent to every worker after its hello.
+    setup: WorkerSetup,
     slots: Slots,
     launcher: Launcher,
     dir: PathBuf,
@@ -147,6 +151,7 @@ pub struct ProcessVmBuilder {
     hosts: usize,
     per_host: usize,
     connect_timeout: Duration,
+    environment: EnvironmentSpec,
 }
 
 impl ProcessVmBuilder {
@@ -181,6 +186,23 @@ impl ProcessVmBuilder {
         self
     }
 
+    /// The environment of every remote task (PyOPUS's `startupDir`, `mirrorMap` and
+    /// `persistentStorage`), sent to each worker process when it connects: each task gets a
+    /// storage directory of its own on its worker's host, prepared before its function runs
+    /// and removed after it (see [`crate::prepare`]). Default: none.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when `spec` does not validate.
+    ///
+    /// ```
+    /// let spec = cos::EnvironmentSpec::new().persistent(true);
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).environment(spec).unwrap();
+    /// ```
+    pub fn environment(mut self, spec: EnvironmentSpec) -> Result<Self, Error> {
+        self.environment = validated(spec)?;
+        Ok(self)
+    }
+
     /// Creates the socket, starts the worker processes and waits until each has connected.
     ///
     /// # Errors
@@ -209,7 +231,8 @@ impl ProcessVmBuilder {
         let mut vm = ProcessVm {
             registry: self.registry,
             slots,
-            launcher: Launcher { program, args: std::env::args_os().skip(1).collect(), socket },
+            launcher: Launcher::start(program, std::env::args_os().skip(1).collect(), socket)?,
+            setup: WorkerSetup::new(self.environment),
             dir,
             connect_timeout: self.connect_timeout,
             acceptor: Some(acceptor),
@@ -288,7 +311,13 @@ impl ProcessVm {
     /// ```
     pub fn builder(registry: Registry) -> ProcessVmBuilder {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        ProcessVmBuilder { registry, hosts: 1, per_host: cores, connect_timeout: Duration::from_secs(60) }
+        ProcessVmBuilder {
+            registry,
+            hosts: 1,
+            per_host: cores,
+            connect_timeout: Duration::from_secs(60),
+            environment: EnvironmentSpec::new(),
+        }
     }
 
     /// Puts a connected process in its slot, with a thread reading its frames, and sends it the
@@ -309,6 +338,19 @@ impl ProcessVm {
             unreachable!("checked above")
         };
         let generation = self.workers[slot].generation;
+        let mut stream = stream;
+        let setup = encode(&Down::Setup(self.setup.clone())).and_then(|f| write_frame(&mut stream, &f));
+        if let Err(e) = setup {
+            let _ = stream.shutdown(Shutdown::Both);
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            let cause = LostCause::Connection(format!("cannot set up worker process {}: {e}", slot + 1));
+            if let Some(ev) = self.lose(slot, Some(cause)) {
+                self.events.push_back(ev);
+            }
+            return;
+        }
         let inbound = self.inbound_tx.clone();
         let reader = stream.try_clone().and_then(|r| {
             thread::Builder::new()

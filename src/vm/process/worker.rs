@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode};
 use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
-use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV};
+use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
@@ -50,15 +50,32 @@ fn run(registry: &Registry) -> Result<End, Error> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| machine(MachineErrorKind::Config, format!("{SLOT_ENV} is not a slot number")))?;
+    // A busy worker must not outlive its spawner: die with it (with the spawner's launching
+    // thread, which lives as long as the machine).
+    if let Some(spawner) = std::env::var(SPAWNER_ENV).ok().and_then(|s| s.parse::<u32>().ok()) {
+        match crate::environment::die_with_parent(spawner) {
+            Ok(true) => {}
+            Ok(false) => return Err(machine(MachineErrorKind::Finalized, "the spawner is gone")),
+            Err(e) => return Err(io_error("cannot tie the worker to its spawner", e)),
+        }
+    }
     // Programs this worker starts are not workers.
     std::env::remove_var(SOCKET_ENV);
     std::env::remove_var(SLOT_ENV);
+    std::env::remove_var(SPAWNER_ENV);
     let mut stream = UnixStream::connect(&socket)
         .map_err(|e| io_error(format!("cannot connect to {}", PathBuf::from(&socket).display()), e))?;
     write_frame(&mut stream, &encode(&Hello { slot, pid: std::process::id() })?)?;
+    let setup = match read_frame(&mut stream)? {
+        Some(frame) => match decode::<Down>(&frame)? {
+            Down::Setup(setup) => setup,
+            _ => return Err(machine(MachineErrorKind::Protocol, "the spawner sent no setup")),
+        },
+        None => return Ok(End::HungUp),
+    };
     let calls = stream.try_clone().map_err(|e| io_error("cannot share the socket", e))?;
     let _link = spawner_call::install(Box::new(ProcessLink { stream: calls }));
-    Ok(serve(registry, ProcessLink { stream }))
+    Ok(serve(registry, setup, ProcessLink { stream }))
 }
 
 /// A worker process's side of its socket, for its jobs and for its spawner calls (read only
@@ -82,6 +99,7 @@ impl WorkerLink for ProcessLink {
                 Down::SpawnerReply(_) => {
                     log::debug!(target: "cos", "a spawner reply with no call waiting dropped")
                 }
+                Down::Setup(_) => log::warn!(target: "cos", "a second setup frame ignored"),
             }
         }
     }
@@ -113,6 +131,7 @@ impl SpawnerLink for ProcessLink {
                 MachineErrorKind::Protocol,
                 format!("the spawner sent task {t} to a busy worker"),
             )),
+            Down::Setup(_) => Err(machine(MachineErrorKind::Protocol, "a setup frame during a spawner call")),
         }
     }
 }
