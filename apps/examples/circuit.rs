@@ -355,13 +355,22 @@ fn run(o: &Options, machine: cos::Machine, share: &Path) -> Result<bool, Box<dyn
                 let c = counts.entry(name.clone()).or_default();
                 c.host_failed += 1;
                 c.retried += usize::from(retried);
+                let why = match (value, error) {
+                    (Some(Evaluation { outcome: Outcome::HostFailed(f), .. }), _) => f.reason.clone(),
+                    (_, Some(e)) => e.to_string(),
+                    _ => "?".into(),
+                };
+                // The first few of each host, for the log.
+                if c.host_failed <= 5 {
+                    let then = if retried { "retried" } else { "counted as failed" };
+                    let _ = writeln!(
+                        stderr,
+                        "{}{name}: evaluation not made ({why}); {then}",
+                        if tty { "\r\n" } else { "" }
+                    );
+                }
                 if out_of_service {
                     c.out_of_service = true;
-                    let why = match (value, error) {
-                        (Some(Evaluation { outcome: Outcome::HostFailed(f), .. }), _) => f.reason.clone(),
-                        (_, Some(e)) => e.to_string(),
-                        _ => "?".into(),
-                    };
                     let _ = writeln!(
                         stderr,
                         "{}{name} taken out of service after {} failures in a row ({why})",
