@@ -464,7 +464,8 @@ fn run(o: &Options, machine: cos::Machine, share: &Path) -> Result<bool, Box<dyn
         }
         if timed_out == o.inject_hang && leftovers.is_empty() {
             println!(
-                "{timed_out} hung simulators killed by the time limit of {} ms; none left a process behind",
+                "{timed_out} hung simulator{} killed by the time limit of {} ms; none left a process behind",
+                if timed_out == 1 { "" } else { "s" },
                 o.time_limit_ms
             );
         }
