@@ -2,7 +2,8 @@
 //! the child it forked, checked by pid: when the task runs past its time limit, when it is
 //! cancelled, and when its worker is lost. On the thread machine the cancelled job's thread
 //! runs on, so its process groups are ended by the machine; on the process machine the worker
-//! process is killed, and its groups die with it. (A simulated machine runs each task to its
+//! process is killed, and its groups die with it. Finalizing the machine while the task runs
+//! ends its simulator too. (A simulated machine runs each task to its
 //! end when it is spawned, so there is nothing left to time out or cancel there.)
 //!
 //! Runs without the test harness: the process machine's workers are this program started again.
@@ -149,6 +150,16 @@ fn a_lost_worker_ends_the_simulator(on: On) {
     cos::finalize();
 }
 
+fn finalizing_the_machine_ends_the_simulator(on: On) {
+    start(on);
+    let task = Spawn::new(&SIMULATE, ()).start().unwrap().task;
+    let p = reported(task.tid());
+    // Returns although the task waits for a program that would run for 100 s.
+    cos::finalize();
+    assert_simulator_gone(p);
+    assert!(matches!(cos::join(task), Err(Error::Vm(_))));
+}
+
 fn main() {
     let (local, _) = common::private_storage("remote-simulator-ends");
     cos::start(registry()).expect("start"); // a worker never returns from here
@@ -161,6 +172,8 @@ fn main() {
         ("cancel_process", || a_cancel_ends_the_simulator(On::Process)),
         ("lost_worker_thread", || a_lost_worker_ends_the_simulator(On::Thread)),
         ("lost_worker_process", || a_lost_worker_ends_the_simulator(On::Process)),
+        ("finalize_thread", || finalizing_the_machine_ends_the_simulator(On::Thread)),
+        ("finalize_process", || finalizing_the_machine_ends_the_simulator(On::Process)),
     ];
     common::run_checks(checks);
     let _ = std::fs::remove_dir_all(local.parent().unwrap_or(&local));

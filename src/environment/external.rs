@@ -535,3 +535,27 @@ pub fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
     }
     Ok(std::os::unix::process::parent_id() == expected_parent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_a_thread_s_groups_from_another_thread_ends_them_and_refuses_new_ones() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let worker = thread::spawn(move || {
+            let mut g = ProcessGroup::start(Command::new("sleep").arg("100")).unwrap();
+            tx.send(this_thread_groups()).unwrap();
+            // Ended from the other thread while this one waits.
+            let waited = g.wait(None).unwrap_err().kind;
+            go_rx.recv().unwrap();
+            let again = ProcessGroup::start(&mut Command::new("true")).unwrap_err().kind;
+            (waited, again)
+        });
+        let groups = rx.recv().unwrap();
+        assert_eq!(groups.close(), 1);
+        go_tx.send(()).unwrap();
+        assert_eq!(worker.join().unwrap(), (ProcessErrorKind::Killed, ProcessErrorKind::Killed));
+    }
+}

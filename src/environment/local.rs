@@ -146,7 +146,8 @@ pub(crate) fn remove_entry(path: &Path) -> Result<(), StorageError> {
 /// PyOPUS's `localStorageCleaner`: removes everything under [`local_storage_root`] on this
 /// host (the storage of every task of this user, persistent or not, of every run). Call it
 /// when no task of this user runs on the host. The spawner's `clearLocalStorage`, which runs
-/// this on every host, belongs to the machines.
+/// this on every host of its machine, is
+/// [`clear_local_storage_everywhere`](crate::clear_local_storage_everywhere).
 ///
 /// Every entry is tried; the first failure is returned after the rest were removed. A missing
 /// root is not an error.

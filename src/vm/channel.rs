@@ -142,6 +142,12 @@ impl ThreadWorker {
         self.replies = None;
     }
 
+    /// Ends the process groups the thread's job started, and lets it start no more (the
+    /// machine is finalized while the job runs).
+    pub(crate) fn end_programs(&self) -> usize {
+        self.groups.close()
+    }
+
     /// Hangs up and waits for the thread to end.
     pub(crate) fn join(mut self) {
         self.hang_up();

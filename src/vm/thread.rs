@@ -269,8 +269,15 @@ impl VirtualMachine for ThreadVm {
     }
 
     fn finalize(&mut self) {
-        for w in self.workers.iter_mut().flatten() {
-            w.hang_up();
+        for (slot, w) in self.workers.iter_mut().enumerate() {
+            if let Some(w) = w {
+                w.hang_up();
+                // A busy job's programs end now, so that its function returns and its thread
+                // can be joined.
+                if self.slots.task(slot).is_some() {
+                    w.end_programs();
+                }
+            }
         }
         for w in &mut self.workers {
             if let Some(w) = w.take() {
