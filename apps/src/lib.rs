@@ -2,8 +2,9 @@
 //!
 //! The jobs that users of [`cos`] run on it, each an application of the OS rather than a part of
 //! it: [`optimize`], PyOPUS's asynchronous parallel differential evolution with a test problem
-//! and its convergence outputs. The programs that run them are this crate's examples
-//! (`examples/async_de.rs`, the main job).
+//! and its convergence outputs, and [`circuit`], sizing a CMOS op-amp with ngspice. The programs
+//! that run them are this crate's examples (`examples/async_de.rs`, the main job;
+//! `examples/circuit.rs`, the circuit job).
 //!
 //! ```
 //! use cos_apps::optimize::{De, ROSENBROCK};
@@ -13,4 +14,5 @@
 
 #![warn(missing_docs)]
 
+pub mod circuit;
 pub mod optimize;

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A design variable: its name in the netlist template, its bounds and its unit.
 ///
 /// ```
@@ -147,7 +149,7 @@ impl fmt::Display for Design {
 
 /// One measured performance: its value, or why the measurement failed (a `.meas` that found no
 /// crossing, a quantity the simulator could not compute).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Measured {
     /// The measured value (finite).
     Value(f64),
@@ -164,7 +166,7 @@ pub enum Measured {
 /// assert_eq!(p.value("gain_db"), Some(78.2));
 /// assert_eq!(p.value("ugbw"), None);
 /// ```
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Performances {
     values: BTreeMap<String, Measured>,
 }

@@ -4,6 +4,7 @@
 //!
 //! The circuit is a two-stage CMOS operational amplifier ([`opamp`]); its data files (netlist
 //! template, model card) are in `circuits/opamp/`, to be mirrored into each task's directory.
+//! [`job`] is one evaluation as a remote task, the unit of work of `examples/circuit.rs`.
 //!
 //! ```no_run
 //! use cos_apps::circuit::{cost, opamp, report, Simulator};
@@ -14,6 +15,7 @@
 
 mod cost;
 mod design;
+pub mod job;
 mod measure;
 mod netlist;
 mod ngspice;

@@ -1,15 +1,16 @@
 //! Running the simulator: `ngspice -b NETLIST` in a given directory, its output in files there,
-//! under a time limit, in a process group of its own so that a time limit (or the end of the run
-//! that started it) ends the simulator together with every process it started.
+//! under a time limit, as a [`cos::ProcessGroup`]: a time limit, a cancel of its task or the
+//! loss of its worker ends the simulator together with every process it started.
 
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use cos::{ProcessError, ProcessErrorKind, ProcessGroup};
 
 /// The file (in the run's directory) that receives the simulator's standard output.
 pub const STDOUT_FILE: &str = "ngspice.out";
@@ -36,6 +37,9 @@ pub enum RunError {
         /// The limit.
         limit: Duration,
     },
+    /// Its process group was ended before it finished: the task was cancelled, timed out on
+    /// the machine, or its worker is going away.
+    Killed,
     /// A signal ended it (a crash).
     Signal {
         /// The signal's number.
@@ -56,6 +60,7 @@ impl fmt::Display for RunError {
             RunError::NotFound { program } => write!(f, "{} not found on this host", program.display()),
             RunError::Start { program, source } => write!(f, "cannot start {}: {source}", program.display()),
             RunError::TimedOut { limit } => write!(f, "simulator killed after the time limit of {limit:?}"),
+            RunError::Killed => f.write_str("simulator killed with its task"),
             RunError::Signal { signal } => write!(f, "simulator ended by signal {signal}"),
             RunError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
@@ -162,8 +167,9 @@ impl Simulator {
 
     /// Runs the simulator on `netlist` (a file in `dir`) with `dir` as its working directory,
     /// its output going to [`STDOUT_FILE`] and [`STDERR_FILE`] there. It runs in a new process
-    /// group; when it ends, or at the time limit, the whole group is killed, so nothing it
-    /// started outlives the run.
+    /// group ([`cos::ProcessGroup`]); when it ends, at the time limit, or when its task is
+    /// cancelled, the whole group is killed, so nothing it started outlives the run. The last
+    /// 8 KiB of its standard error are kept.
     ///
     /// # Errors
     /// [`RunError`]: the program is missing or cannot start, the time limit passed, a signal
@@ -175,107 +181,58 @@ impl Simulator {
     pub fn run(&self, dir: &Path, netlist: &str) -> Result<Output, RunError> {
         let out_path = dir.join(STDOUT_FILE);
         let err_path = dir.join(STDERR_FILE);
-        let create = |path: &Path| {
-            File::create(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })
-        };
-        let (stdout, stderr) = (create(&out_path)?, create(&err_path)?);
+        let stdout =
+            File::create(&out_path).map_err(|source| RunError::Io { path: out_path.clone(), source })?;
         let start = Instant::now();
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .arg(netlist)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::NotFound => RunError::NotFound { program: self.program.clone() },
-                _ => RunError::Start { program: self.program.clone(), source },
-            })?;
-        let mut group = Group { child, reaped: false };
-        let status = group.wait(start + self.limit, self.limit)?;
+        let mut command = Command::new(&self.program);
+        command.args(&self.args).arg(netlist).current_dir(dir).stdin(Stdio::null()).stdout(stdout);
+        let mut group = ProcessGroup::start(&mut command).map_err(|e| self.start_error(e))?;
+        let waited = group.wait(Some(start + self.limit));
         let elapsed = start.elapsed();
-        if let Some(signal) = status.signal() {
-            return Err(RunError::Signal { signal });
-        }
-        let read = |path: &Path| {
-            std::fs::read(path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .map_err(|source| RunError::Io { path: path.to_path_buf(), source })
+        let status = match waited {
+            Ok(()) => ExitStatus::from_raw(0),
+            Err(e) => match e.kind {
+                ProcessErrorKind::Timeout => return Err(RunError::TimedOut { limit: self.limit }),
+                ProcessErrorKind::Killed => return Err(RunError::Killed),
+                ProcessErrorKind::Failed => match e.status {
+                    Some(status) if status.signal().is_some() => {
+                        return Err(RunError::Signal { signal: status.signal().unwrap_or(0) })
+                    }
+                    Some(status) => status,
+                    None => return Err(RunError::Killed),
+                },
+                _ => return Err(self.start_error(e)),
+            },
         };
-        Ok(Output { stdout: read(&out_path)?, stderr: read(&err_path)?, status, elapsed })
+        let stderr = group.stderr_tail();
+        // The captured end of standard error is also kept next to the output, for a look later.
+        std::fs::write(&err_path, &stderr)
+            .map_err(|source| RunError::Io { path: err_path.clone(), source })?;
+        let stdout = std::fs::read(&out_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|source| RunError::Io { path: out_path.clone(), source })?;
+        Ok(Output { stdout, stderr, status, elapsed })
     }
-}
 
-/// A started simulator, leader of its own process group; dropping it kills the group.
-struct Group {
-    child: Child,
-    reaped: bool,
-}
-
-impl Group {
-    /// Waits for the simulator to exit, or kills its group at `deadline`. Either way, what the
-    /// simulator left running in its group is killed.
-    fn wait(&mut self, deadline: Instant, limit: Duration) -> Result<ExitStatus, RunError> {
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.reaped = true;
-                    kill_group(self.child.id());
-                    return Ok(status);
-                }
-                Ok(None) => {}
-                Err(source) => {
-                    return Err(RunError::Start {
-                        program: PathBuf::from(format!("pid {}", self.child.id())),
-                        source,
-                    })
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                self.kill();
-                return Err(RunError::TimedOut { limit });
-            }
-            thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
+    fn start_error(&self, e: ProcessError) -> RunError {
+        match e.kind {
+            ProcessErrorKind::NotFound => RunError::NotFound { program: self.program.clone() },
+            ProcessErrorKind::Killed => RunError::Killed,
+            _ => RunError::Start {
+                program: self.program.clone(),
+                source: match e.source {
+                    Some(s) => io::Error::new(s.kind(), s.to_string()),
+                    None => io::Error::other(e.to_string()),
+                },
+            },
         }
     }
-
-    /// Kills the group and reaps the simulator.
-    fn kill(&mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.reaped = true;
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.kill();
-        }
-    }
-}
-
-/// Sends SIGKILL to the process group `pgid` (the simulator's pid: it leads its group). A group
-/// that is already empty is not an error.
-fn kill_group(pgid: u32) {
-    // `kill -s KILL -- -PGID` (procps): std has no killpg, and this crate takes no libc.
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("cos-circuit-{name}-{}", std::process::id()));

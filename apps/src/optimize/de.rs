@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use cos::{RemoteFn, Spawn, Tid};
+use cos::{HostId, RemoteFn, Spawn, Tid};
 
 use super::error::{Error, InvalidArgument};
+use super::evaluation::{Evaluation, Observed};
 
 /// The Rosenbrock function `sum 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2`; its minimum is 0 at
 /// `(1, ..., 1)`.
@@ -100,6 +101,10 @@ pub struct Progress {
     /// Worker slots running an evaluation right now (without a machine: evaluations under
     /// way).
     pub busy: usize,
+    /// Evaluations that failed on every attempt (see [`De::retries`]); they count in `evals`.
+    pub failed: usize,
+    /// Hosts taken out of service (see [`De::host_failure_limit`]).
+    pub out_of_service: usize,
 }
 
 /// The outcome of a run of [`De`].
@@ -152,6 +157,8 @@ pub struct De {
     crossover: f64,
     max_evals: usize,
     seed: u64,
+    retries: u32,
+    host_failure_limit: u32,
 }
 
 /// The vectors and costs of the population; a member not yet evaluated has cost `+inf`.
@@ -164,6 +171,54 @@ struct Population {
 struct Pending {
     target: usize,
     x: Vec<f64>,
+    /// Attempts made before this one.
+    attempt: u32,
+    /// Where it runs (for a retry waiting to start: the host it failed on).
+    host: Option<HostId>,
+}
+
+/// Which hosts' evaluations failed how often in a row (see [`De::host_failure_limit`]).
+#[derive(Default)]
+struct HostHealth {
+    failed_in_a_row: HashMap<HostId, u32>,
+    next: usize,
+}
+
+impl HostHealth {
+    /// Records an outcome on `host`; `true` when this failure takes it out of service.
+    fn record(&mut self, host: &HostId, failed: bool, limit: u32) -> bool {
+        let n = self.failed_in_a_row.entry(host.clone()).or_insert(0);
+        let was_out = *n >= limit;
+        *n = if failed { n.saturating_add(1) } else { 0 };
+        !was_out && *n >= limit
+    }
+
+    fn in_service(&self, host: &HostId, limit: u32) -> bool {
+        self.failed_in_a_row.get(host).is_none_or(|&n| n < limit)
+    }
+
+    fn out_of_service(&self, limit: u32) -> usize {
+        self.failed_in_a_row.values().filter(|&&n| n >= limit).count()
+    }
+
+    /// Where the next evaluation goes: `Ok(None)` anywhere (every host in service, or none);
+    /// `Ok(Some(host))` a host in service other than `avoid` with a free slot, round robin;
+    /// `Err(())` no such host has a free slot now.
+    fn pick(&mut self, limit: u32, avoid: Option<&HostId>) -> Result<Option<HostId>, ()> {
+        let hosts = cos::hosts();
+        let good: Vec<HostId> =
+            hosts.iter().filter(|h| self.in_service(h, limit) && Some(*h) != avoid).cloned().collect();
+        if good.is_empty() || (avoid.is_none() && good.len() == hosts.len()) {
+            return Ok(None);
+        }
+        let free = cos::with_vm(|vm| vm.hosts_with_free_slots()).unwrap_or_default();
+        let pool: Vec<&HostId> = good.iter().filter(|h| free.contains(h)).collect();
+        if pool.is_empty() {
+            return Err(());
+        }
+        self.next = self.next.wrapping_add(1);
+        Ok(Some(pool[self.next % pool.len()].clone()))
+    }
 }
 
 impl De {
@@ -174,7 +229,17 @@ impl De {
     /// let de = cos_apps::optimize::De::new(vec![-5.0; 10], vec![5.0; 10]);
     /// ```
     pub fn new(lower: Vec<f64>, upper: Vec<f64>) -> Self {
-        De { lower, upper, np: 20, weight: 0.8, crossover: 0.9, max_evals: 10_000, seed: 1 }
+        De {
+            lower,
+            upper,
+            np: 20,
+            weight: 0.8,
+            crossover: 0.9,
+            max_evals: 10_000,
+            seed: 1,
+            retries: 0,
+            host_failure_limit: 3,
+        }
     }
 
     /// The population size `NP` (at least 4).
@@ -224,6 +289,30 @@ impl De {
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Starts an evaluation that failed where it ran (see [`Evaluation`]) again, on another host
+    /// in service when there is one, at most `n` more times (default 0: an error of the OS ends
+    /// the run, and an evaluation without a cost counts as failed).
+    ///
+    /// ```
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).retries(2);
+    /// ```
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// With [`retries`](Self::retries), takes a host out of service after `k` of its evaluations
+    /// in a row failed (default 3): no new evaluation is sent there while another host is in
+    /// service.
+    ///
+    /// ```
+    /// let de = cos_apps::optimize::De::new(vec![0.0], vec![1.0]).retries(1).host_failure_limit(2);
+    /// ```
+    pub fn host_failure_limit(mut self, k: u32) -> Self {
+        self.host_failure_limit = k.max(1);
         self
     }
 
@@ -296,11 +385,50 @@ impl De {
     pub fn run_with<A>(
         &self,
         cost: &'static RemoteFn<A, f64>,
-        mut args: impl FnMut(&[f64]) -> A,
+        args: impl FnMut(&[f64]) -> A,
         mut progress: impl FnMut(&Progress),
     ) -> Result<Solution, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
+    {
+        self.run_observed(cost, args, |o| {
+            if let Observed::Progress(p) = o {
+                progress(p)
+            }
+        })
+    }
+
+    /// As [`run`](Self::run) with a cost function returning any [`Evaluation`], telling
+    /// `observe` of each evaluation that came back, each that failed (and whether it is
+    /// retried, see [`retries`](Self::retries)) and the progress after each.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run); with retries, an evaluation that fails is retried or counted,
+    /// not an error.
+    ///
+    /// ```
+    /// use cos_apps::optimize::{De, Observed, ROSENBROCK};
+    /// let mut evaluated = 0;
+    /// De::new(vec![-2.0; 2], vec![2.0; 2])
+    ///     .max_evals(50)
+    ///     .retries(1)
+    ///     .run_observed(&ROSENBROCK, |x| (x.to_vec(), 0), |o| {
+    ///         if let Observed::Evaluated { .. } = o {
+    ///             evaluated += 1
+    ///         }
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(evaluated, 50);
+    /// ```
+    pub fn run_observed<A, R>(
+        &self,
+        cost: &'static RemoteFn<A, R>,
+        mut args: impl FnMut(&[f64]) -> A,
+        mut observe: impl FnMut(Observed<'_, R>),
+    ) -> Result<Solution, Error>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Evaluation + DeserializeOwned + 'static,
     {
         self.check()?;
         let mut rng = Rng(self.seed);
@@ -314,28 +442,55 @@ impl De {
         let mut next_target = 0usize;
         let mut failure: Option<Error> = None;
         let mut reported = 0usize;
+        let mut failed = 0usize;
+        let mut again: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+        let mut health = HostHealth::default();
+        let limit = self.host_failure_limit;
 
         loop {
             // Spawn while there is budget and a free slot (or nothing runs at all). Trials wait
-            // until the whole initial population is evaluated.
+            // until the whole initial population is evaluated; retries go first.
             while failure.is_none()
-                && spawned < self.max_evals
+                && (spawned < self.max_evals || !again.is_empty())
                 && (pending.is_empty() || cos::free_slots().is_some_and(|n| n > 0))
             {
-                let job = if spawned < self.np {
-                    Pending { target: spawned, x: initial[spawned].clone() }
+                let retry = !again.is_empty();
+                let mut job = if let Some(job) = again.pop_front() {
+                    job
+                } else if spawned < self.np {
+                    Pending { target: spawned, x: initial[spawned].clone(), attempt: 0, host: None }
                 } else if history.len() < self.np {
                     break;
                 } else {
                     let target = next_target;
                     next_target = (next_target + 1) % self.np;
-                    Pending { target, x: self.trial(&pop, target, &mut rng) }
+                    Pending { target, x: self.trial(&pop, target, &mut rng), attempt: 0, host: None }
                 };
-                match Spawn::new(cost, args(&job.x)).block(true).start() {
+                let mut spawn = Spawn::new(cost, args(&job.x)).block(true);
+                if self.retries > 0 {
+                    match health.pick(limit, job.host.as_ref().filter(|_| retry)) {
+                        Ok(Some(h)) => spawn = spawn.host(h),
+                        Ok(None) => {}
+                        Err(()) if pending.is_empty() => {}
+                        Err(()) => {
+                            // No host in service has a free slot: the job waits (first in line)
+                            // for an evaluation to end; a fresh one takes its budget now.
+                            if !retry {
+                                spawned += 1;
+                            }
+                            again.push_front(job);
+                            break;
+                        }
+                    }
+                }
+                match spawn.start() {
                     Ok(s) => {
+                        job.host = s.host.clone();
                         tids.push(s.task.tid());
                         pending.insert(s.task.tid(), job);
-                        spawned += 1;
+                        if !retry {
+                            spawned += 1;
+                        }
                     }
                     Err(e) => failure = Some(Error::Os(e)),
                 }
@@ -348,7 +503,14 @@ impl De {
                     (Some(slots), Some(free)) => slots.saturating_sub(1 + free),
                     _ => tids.len(),
                 };
-                progress(&Progress { evals: reported, best_cost: best.0, busy });
+                let p = Progress {
+                    evals: reported,
+                    best_cost: best.0,
+                    busy,
+                    failed,
+                    out_of_service: health.out_of_service(limit),
+                };
+                observe(Observed::Progress(&p));
             }
             if tids.is_empty() {
                 break;
@@ -365,14 +527,46 @@ impl De {
                 }
             };
             tids.retain(|&t| t != joined.tid);
-            let Pending { target, x } = pending.remove(&joined.tid).expect("joined one of its evaluations");
-            let f = match joined.value::<f64>() {
-                Ok(f) => f,
-                Err(e) => {
-                    failure.get_or_insert(Error::Os(e));
-                    continue;
+            let job = pending.remove(&joined.tid).expect("joined one of its evaluations");
+            let value = joined.value::<R>();
+            let f = match &value {
+                Ok(v) => v.cost(),
+                Err(_) => None,
+            };
+            let f = match (f, &value) {
+                (Some(f), Ok(v)) => {
+                    if let Some(h) = &job.host {
+                        health.record(h, false, limit);
+                    }
+                    observe(Observed::Evaluated { x: &job.x, value: v, host: job.host.as_ref() });
+                    f
+                }
+                _ => {
+                    if self.retries == 0 {
+                        if let Err(e) = value {
+                            failure.get_or_insert(Error::Os(e));
+                            continue;
+                        }
+                    }
+                    let out = job.host.as_ref().is_some_and(|h| health.record(h, true, limit));
+                    let retried = job.attempt < self.retries && failure.is_none();
+                    observe(Observed::Failed {
+                        x: &job.x,
+                        host: job.host.as_ref(),
+                        error: value.as_ref().err(),
+                        value: value.as_ref().ok(),
+                        retried,
+                        out_of_service: out,
+                    });
+                    if retried {
+                        again.push_back(Pending { attempt: job.attempt + 1, ..job });
+                        continue;
+                    }
+                    failed += 1;
+                    f64::INFINITY
                 }
             };
+            let Pending { target, x, .. } = job;
             // Not worse than its target (NaN never is): it replaces the target.
             if f <= pop.cost[target] {
                 if f < best.0 {

@@ -17,6 +17,13 @@
 //! 4. No new evaluation starts once the budget of evaluations has been spawned; the run ends
 //!    when the last one is joined.
 //!
+//! An evaluation may fail where it ran: its function panicked, its worker was lost, or its
+//! value has no cost ([`Evaluation`]). With [`De::retries`] it is started again on another
+//! host, and a host whose evaluations fail [`De::host_failure_limit`] times in a row is taken
+//! out of service (no new evaluation goes there); an evaluation that fails on every attempt
+//! counts as a failed evaluation (it replaces nothing) and the run goes on. Without retries an
+//! error of the OS ends the run, as it did.
+//!
 //! Without a machine (or with one of fewer than 2 slots) the same code runs every evaluation
 //! as a local task, one at a time. The random numbers come from a generator seeded by
 //! [`De::seed`], so on a deterministic machine ([`SimVm`](cos::SimVm)) a run is
@@ -41,8 +48,10 @@
 
 mod de;
 mod error;
+mod evaluation;
 mod plot;
 
 pub use de::{rosenbrock, De, Progress, Solution, ROSENBROCK};
 pub use error::{Error, InvalidArgument};
+pub use evaluation::{Evaluation, Observed};
 pub use plot::{convergence_svg, history_csv};
