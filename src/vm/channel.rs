@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
     io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
@@ -38,7 +38,7 @@ struct ChannelLink {
 }
 
 impl WorkerLink for ChannelLink {
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+    fn next_job(&mut self) -> Result<Option<Job>, Error> {
         match self.jobs.recv() {
             Ok(frame) => decode(&frame).map(Some),
             Err(_) => Ok(None),
@@ -115,8 +115,8 @@ impl ThreadWorker {
     ///
     /// # Errors
     /// [`Error::Vm`] when the thread is gone.
-    pub(crate) fn send(&self, task: TaskId, call: &RemoteCall) -> Result<(), Error> {
-        let frame = encode(&(task, call))?;
+    pub(crate) fn send(&self, job: &Job) -> Result<(), Error> {
+        let frame = encode(job)?;
         let gone = || machine(MachineErrorKind::Protocol, "the worker thread is gone");
         self.jobs.as_ref().ok_or_else(gone)?.send(frame).map_err(|_| gone())
     }
@@ -157,7 +157,7 @@ pub(crate) struct SpawnerCalls {
 impl SpawnerCalls {
     /// Runs `call` and waits for its answer.
     pub(crate) fn run(&mut self, registry: &Registry, call: &RemoteCall) -> Reply {
-        let task = TaskId { worker: 0, number: 0 };
+        let task = TaskId::SPAWNER;
         let lost = |why: String| Err(RemoteFailure::new(RemoteErrorKind::Panicked, why));
         if self.worker.is_none() {
             let (up, rx) = unbounded();
@@ -167,7 +167,8 @@ impl SpawnerCalls {
             }
         }
         let (worker, rx) = self.worker.as_ref().expect("started");
-        let answer = worker.send(task, call).and_then(|()| {
+        let job = Job::new(task, crate::vm::HostId::new("spawner"), call.clone());
+        let answer = worker.send(&job).and_then(|()| {
             let frame = rx
                 .recv()
                 .map_err(|_| machine(MachineErrorKind::Protocol, "the spawner-call thread is gone"))?;

@@ -8,7 +8,7 @@
 //! start again after every message.
 //!
 //! Protocol (postcard payloads, byte messages on `MPI_COMM_WORLD`): a worker greets the spawner
-//! with its processor name; the spawner sends a job `(TaskId, RemoteCall)` to an idle worker,
+//! with its processor name; the spawner sends a job (its task id, host, parent and call) to an idle worker,
 //! which serves it with the serving loop every machine's workers use and answers with one
 //! [`Up`]; a quit message ends the worker.
 //!
@@ -30,7 +30,7 @@ use ::mpi::{Rank, Tag, Threading};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::slots::Slots;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
@@ -40,7 +40,7 @@ use crate::vm::{
 
 /// Worker to spawner: the worker's processor name (UTF-8).
 const TAG_HELLO: Tag = 11;
-/// Spawner to worker: a job, `(TaskId, RemoteCall)`.
+/// Spawner to worker: a job (task id, host, parent, call).
 const TAG_JOB: Tag = 12;
 /// Spawner to worker: leave the loop, finalize MPI and exit.
 const TAG_QUIT: Tag = 13;
@@ -250,15 +250,15 @@ struct MpiLink {
 }
 
 impl WorkerLink for MpiLink {
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+    fn next_job(&mut self) -> Result<Option<Job>, Error> {
         loop {
             let Some((bytes, _, tag)) = receive(&self.world.process_at_rank(0), None) else { continue };
             match tag {
                 TAG_QUIT => return Ok(None),
-                TAG_JOB => match decode::<(TaskId, RemoteCall)>(&bytes) {
-                    Ok((task, call)) => {
-                        log::debug!(target: "cos", "rank {}: task {task} runs {}", self.rank, call.function);
-                        return Ok(Some((task, call)));
+                TAG_JOB => match decode::<Job>(&bytes) {
+                    Ok(job) => {
+                        log::debug!(target: "cos", "rank {}: task {} runs {}", self.rank, job.task, job.call.function);
+                        return Ok(Some(job));
                     }
                     Err(e) => {
                         log::error!(target: "cos", "rank {}: malformed job: {e}", self.rank);
@@ -359,7 +359,7 @@ impl VirtualMachine for MpiVm {
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let world = self.world()?;
         let (slot, task) = self.slots.pick(targets)?;
-        let frame = encode(&(task, call))?;
+        let frame = encode(&Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone()))?;
         send(&world, task.worker as Rank, &frame, TAG_JOB);
         self.slots.start(slot, task);
         log::debug!(target: "cos", "task {task} sent to rank {} on {}", task.worker, self.slots.host_of_slot(slot));

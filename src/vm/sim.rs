@@ -9,7 +9,7 @@ use crossbeam_channel::{unbounded, Receiver};
 
 use crate::error::Error;
 use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
-use crate::vm::message::decode;
+use crate::vm::message::{decode, Job};
 use crate::vm::slots::Slots;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
@@ -205,13 +205,13 @@ impl SimVm {
 
     /// Runs `call` as `task` on the helper thread, answering its spawner calls, and returns how
     /// it ended.
-    fn run(&mut self, task: TaskId, call: &RemoteCall) -> Result<Event, Error> {
+    fn run(&mut self, task: TaskId, host: HostId, call: &RemoteCall) -> Result<Event, Error> {
         if self.worker.is_none() {
             let (up, rx) = unbounded();
             let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &up, true)?;
             self.worker = Some((w, rx));
         }
-        self.worker.as_ref().expect("started").0.send(task, call)?;
+        self.worker.as_ref().expect("started").0.send(&Job::new(task, host, call.clone()))?;
         loop {
             let frame = self.worker.as_ref().expect("started").1.recv();
             let frame =
@@ -298,7 +298,7 @@ impl VirtualMachine for SimVm {
             host: self.slots.host_of_slot(slot).clone(),
             function: call.function.to_string(),
         });
-        let end = self.run(task, call)?;
+        let end = self.run(task, self.slots.host_of_slot(slot).clone(), call)?;
         self.slots.start(slot, task);
         self.pending.insert((self.now.saturating_add(latency), task.number), end);
         Ok(task)

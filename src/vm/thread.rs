@@ -7,7 +7,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvEr
 
 use crate::error::Error;
 use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
-use crate::vm::message::decode;
+use crate::vm::message::{decode, Job};
 use crate::vm::slots::Slots;
 use crate::vm::wait::recv_spinning;
 use crate::vm::{
@@ -203,14 +203,15 @@ impl VirtualMachine for ThreadVm {
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
-        let sent = self.workers[slot].as_ref().map(|w| w.send(task, call));
+        let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
+        let sent = self.workers[slot].as_ref().map(|w| w.send(&job));
         if !matches!(sent, Some(Ok(()))) {
             // The slot's thread is gone: start a new one and send it there.
             self.replace_worker(slot, false);
             let w = self.workers[slot]
                 .as_ref()
                 .ok_or_else(|| machine(MachineErrorKind::Io, "cannot start a worker thread"))?;
-            w.send(task, call)?;
+            w.send(&job)?;
         }
         self.slots.start(slot, task);
         Ok(task)

@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::vm::message::Job;
 use crate::vm::{io_error, RemoteCall, RemoteFailure, TaskId};
 
 /// The longest frame either side accepts.
@@ -23,7 +24,7 @@ pub(crate) struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Down {
     /// Run a call as this task.
-    Run(TaskId, RemoteCall),
+    Run(Job),
     /// The answer to the running task's spawner call.
     SpawnerReply(Result<Vec<u8>, RemoteFailure>),
 }

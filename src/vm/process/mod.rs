@@ -29,7 +29,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvEr
 
 use crate::error::Error;
 use crate::vm::channel::SpawnerCalls;
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::slots::Slots;
 use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
@@ -533,7 +533,8 @@ impl VirtualMachine for ProcessVm {
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
-        let job = encode(&Down::Run(task, call.clone()))?;
+        let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
+        let job = encode(&Down::Run(job))?;
         if job.len() > MAX_FRAME {
             // Refused before any worker sees it: no healthy worker is replaced for it.
             return Err(Error::Decode(format!(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
 use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV};
 use crate::vm::worker::{serve, End, Report, WorkerLink};
@@ -74,11 +74,11 @@ impl ProcessLink {
 }
 
 impl WorkerLink for ProcessLink {
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+    fn next_job(&mut self) -> Result<Option<Job>, Error> {
         loop {
             let Some(frame) = read_frame(&mut self.stream)? else { return Ok(None) };
             match decode::<Down>(&frame)? {
-                Down::Run(task, call) => return Ok(Some((task, call))),
+                Down::Run(job) => return Ok(Some(job)),
                 Down::SpawnerReply(_) => {
                     log::debug!(target: "cos", "a spawner reply with no call waiting dropped")
                 }
@@ -109,9 +109,9 @@ impl SpawnerLink for ProcessLink {
             .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
         match decode::<Down>(&frame)? {
             Down::SpawnerReply(r) => Ok(Some(r)),
-            Down::Run(t, _) => Err(machine(
+            Down::Run(job) => Err(machine(
                 MachineErrorKind::Protocol,
-                format!("the spawner sent task {t} to a busy worker"),
+                format!("the spawner sent task {} to a busy worker", job.task),
             )),
         }
     }
