@@ -43,6 +43,7 @@ pub mod environment;
 mod error;
 mod group;
 mod identity;
+mod messages;
 mod os;
 mod scheduler;
 mod spawn;
@@ -63,6 +64,7 @@ pub use environment::{
 pub use error::{DeadlockReport, Error, WaitReason};
 pub use group::TaskGroup;
 pub use identity::{remote_task, RemoteTaskInfo};
+pub use messages::{receive_message, send_message, SPAWNER_MAILBOX_LIMIT};
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
     local_task_count, remote_task_count, remove_vm, set_stack_size, set_vm, slots, spawn, stack_size,

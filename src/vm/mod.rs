@@ -78,6 +78,14 @@ pub enum Event {
         /// What happened to the worker.
         cause: LostCause,
     },
+    /// A user message from a running remote task to the spawner ([`crate::send_message`] in
+    /// the task), postcard-encoded. It comes before the task's end; the task goes on running.
+    Message {
+        /// The sending task.
+        from: TaskId,
+        /// The message's bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -90,6 +98,7 @@ impl Event {
     pub fn task(&self) -> TaskId {
         match self {
             Event::Finished { task, .. } | Event::Lost { task, .. } => *task,
+            Event::Message { from, .. } => *from,
         }
     }
 }
@@ -143,6 +152,17 @@ pub trait VirtualMachine {
     /// [`Error::Vm`] when the machine cannot cancel tasks or does not know the task.
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
         Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot cancel task {task}")))
+    }
+    /// Sends a user message (postcard bytes) to the running task `to`, which receives it with
+    /// [`crate::receive_message`]. Machines that cannot reach a running task refuse (the
+    /// default).
+    ///
+    /// # Errors
+    /// [`Error::Vm`] with [`MachineErrorKind::NoSuchTask`] when `to` does not run on the
+    /// machine, [`MachineErrorKind::Unsupported`] on a machine without messages to tasks.
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let _ = bytes;
+        Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot send messages to task {to}")))
     }
     /// The machine's clock, which the scheduler's deadlines (timed joins, time limits) follow:
     /// the real one by default, a virtual one on [`SimVm`].

@@ -115,6 +115,8 @@ pub struct SimVm {
     latency: Option<Latency>,
     /// Ends of running tasks by (virtual time, task number).
     pending: BTreeMap<(u64, u64), Event>,
+    /// User messages the tasks sent while they ran (at their spawn), delivered first.
+    messages: std::collections::VecDeque<Event>,
     trace: SimTrace,
 }
 
@@ -138,6 +140,7 @@ impl SimVm {
             rng: 0x853c_49e6_748f_ea9b,
             latency: None,
             pending: BTreeMap::new(),
+            messages: std::collections::VecDeque::new(),
             trace: SimTrace::default(),
         }
     }
@@ -208,7 +211,7 @@ impl SimVm {
     fn run(&mut self, task: TaskId, host: HostId, call: &RemoteCall) -> Result<Event, Error> {
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &up, true)?;
+            let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &up, true, false)?;
             self.worker = Some((w, rx));
         }
         self.worker.as_ref().expect("started").0.send(&Job::new(task, host, call.clone()))?;
@@ -222,6 +225,9 @@ impl SimVm {
                     if reply {
                         self.worker.as_ref().expect("started").0.reply(result);
                     }
+                }
+                Ok(Up::Message { bytes, .. }) => {
+                    self.messages.push_back(Event::Message { from: task, bytes })
                 }
                 Ok(Up::Finished { result, retire, .. }) => {
                     if retire {
@@ -310,6 +316,9 @@ impl VirtualMachine for SimVm {
             Wait::Until(at) => self.micros_at(at),
             Wait::Forever => u64::MAX,
         };
+        if let Some(message) = self.messages.pop_front() {
+            return Ok(Some(message));
+        }
         let event = self.deliver_until(limit);
         if event.is_none() && limit != u64::MAX {
             self.now = self.now.max(limit);
@@ -319,6 +328,7 @@ impl VirtualMachine for SimVm {
 
     fn finalize(&mut self) {
         self.pending.clear();
+        self.messages.clear();
         self.slots.end_all();
         self.stop_worker();
         self.spawner_calls.stop();
@@ -330,6 +340,7 @@ impl VirtualMachine for SimVm {
             machine(MachineErrorKind::NoSuchTask, format!("SimVm has no running task {task}"))
         })?;
         self.pending.remove(&key);
+        self.messages.retain(|m| m.task() != task);
         self.slots.end(task);
         self.trace.push(SimEvent::Done { at: self.now, task });
         Ok(())

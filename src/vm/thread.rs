@@ -116,7 +116,7 @@ impl ThreadVm {
     }
 
     fn start_worker(&self, slot: usize) -> Option<ThreadWorker> {
-        ThreadWorker::start(format!("cos-worker-{}", slot + 1), &self.registry, &self.up_tx, true)
+        ThreadWorker::start(format!("cos-worker-{}", slot + 1), &self.registry, &self.up_tx, true, true)
             .map_err(|e| log::error!(target: "cos", "worker thread {}: {e}", slot + 1))
             .ok()
     }
@@ -155,6 +155,11 @@ impl ThreadVm {
                     log::error!(target: "cos", "cannot answer the spawner call of task {task}");
                 }
                 None
+            }
+            Up::Message { task, bytes } => {
+                // A cancelled task's thread runs on detached; its messages are dropped.
+                self.slots.running(task)?;
+                Some(Event::Message { from: task, bytes })
             }
             Up::Finished { task, result, retire } => {
                 let slot = self.slots.end(task)?;
@@ -217,6 +222,14 @@ impl VirtualMachine for ThreadVm {
         Ok(task)
     }
 
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let slot = self.slots.running(to).ok_or_else(|| no_such_task(to))?;
+        match self.workers[slot].as_ref() {
+            Some(w) if w.message(to, bytes) => Ok(()),
+            _ => Err(no_such_task(to)),
+        }
+    }
+
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
         let closed = || machine(MachineErrorKind::Protocol, "the result channel closed");
         loop {
@@ -268,4 +281,9 @@ impl Drop for ThreadVm {
     fn drop(&mut self) {
         self.finalize();
     }
+}
+
+/// The error of a message to a task that does not run here.
+fn no_such_task(to: TaskId) -> Error {
+    machine(MachineErrorKind::NoSuchTask, format!("task {to} does not run on this machine"))
 }

@@ -27,6 +27,8 @@ pub(crate) enum Down {
     Run(Job),
     /// The answer to the running task's spawner call.
     SpawnerReply(Result<Vec<u8>, RemoteFailure>),
+    /// A user message to the worker's task `to` (dropped there when `to` no longer runs).
+    Message { to: TaskId, bytes: Vec<u8> },
 }
 
 /// A frame from a worker to the spawner.
@@ -38,6 +40,8 @@ pub(crate) enum Up {
     Lost { task: TaskId, why: String },
     /// Run `call` in the spawner; `reply` asks for a [`Down::SpawnerReply`].
     SpawnerCall { task: TaskId, call: RemoteCall, reply: bool },
+    /// A user message from the running task to the spawner.
+    Message { task: TaskId, bytes: Vec<u8> },
 }
 
 /// Writes one frame: the length, then the bytes.

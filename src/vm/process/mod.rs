@@ -473,6 +473,9 @@ impl ProcessVm {
                         self.spawner_call(slot, task, &call, reply);
                         None
                     }
+                    Up::Message { task, bytes } => {
+                        (self.slots.task(slot) == Some(task)).then_some(Event::Message { from: task, bytes })
+                    }
                     Up::Finished { task, result, retire } => {
                         if self.slots.task(slot) != Some(task) {
                             log::warn!(target: "cos", "result for task {task}, which does not run, dropped");
@@ -545,6 +548,23 @@ impl VirtualMachine for ProcessVm {
         self.slots.start(slot, task);
         self.send(slot, job);
         Ok(task)
+    }
+
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let no_such_task = || machine(MachineErrorKind::NoSuchTask, format!("task {to} does not run here"));
+        let slot = self.slots.running(to).ok_or_else(no_such_task)?;
+        let frame = encode(&Down::Message { to, bytes })?;
+        if frame.len() > MAX_FRAME {
+            return Err(Error::Decode(format!(
+                "a message of {} bytes exceeds the frame limit of {MAX_FRAME}",
+                frame.len()
+            )));
+        }
+        match &mut self.workers[slot].state {
+            // A write that fails: the reader thread reports the loss of the process.
+            State::Ready(p) => write_frame(&mut p.stream, &frame),
+            _ => Err(no_such_task()),
+        }
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
