@@ -77,3 +77,36 @@ impl Drop for Running {
 pub(crate) fn clear() {
     let _ = CURRENT.try_with(|c| c.borrow_mut().take());
 }
+
+/// The machine's layout as text (PyOPUS's `formatSpawnerConfig()`): the spawner's host, then
+/// the slot counts, and every host with its worker slots. Empty without a machine (or
+/// where the machine cannot be asked, see [`crate::Context`]).
+///
+/// ```
+/// assert_eq!(cos::format_spawner_config(), "");
+/// cos::set_vm(cos::SimVm::new(cos::Registry::new(), 2, 3)).unwrap();
+/// let text = cos::format_spawner_config();
+/// assert!(text.contains("host1: 3 worker slots"), "{text}");
+/// cos::finalize();
+/// ```
+pub fn format_spawner_config() -> String {
+    use std::fmt::Write;
+    let text = crate::os::with_vm(|vm| {
+        let mut s = String::new();
+        let spawner = vm.host_id(None).map_or_else(|| "?".to_string(), |h| h.to_string());
+        let _ = writeln!(s, "spawner: task {} on host {spawner}", TaskId::SPAWNER);
+        let _ = writeln!(s, "slots: {} (the spawner's included), {} free", vm.slots(), vm.free_slots());
+        for host in vm.hosts() {
+            match vm.slots_on(&host) {
+                Some(n) => {
+                    let _ = writeln!(s, "  {host}: {n} worker slots");
+                }
+                None => {
+                    let _ = writeln!(s, "  {host}");
+                }
+            }
+        }
+        s
+    });
+    text.unwrap_or_default()
+}

@@ -63,7 +63,7 @@ pub use environment::{
 };
 pub use error::{DeadlockReport, Error, WaitReason};
 pub use group::TaskGroup;
-pub use identity::{remote_task, RemoteTaskInfo};
+pub use identity::{format_spawner_config, remote_task, RemoteTaskInfo};
 pub use messages::{receive_message, send_message, SPAWNER_MAILBOX_LIMIT};
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,

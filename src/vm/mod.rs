@@ -131,6 +131,12 @@ pub trait VirtualMachine {
     fn hosts_with_free_slots(&self) -> Vec<HostId>;
     /// The host a task runs on (`None`: the spawner's own host).
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId>;
+    /// How many worker slots `host` has (the spawner's own slot not counted); `None` when the
+    /// machine does not say (the default).
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        let _ = host;
+        None
+    }
     /// Starts `call` on a free slot, on one of `targets` when given.
     ///
     /// # Errors

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::vm::message::{decode, encode, Job};
+use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::slots::Slots;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
@@ -46,6 +47,11 @@ const TAG_JOB: Tag = 12;
 const TAG_QUIT: Tag = 13;
 /// Worker to spawner: the [`Up`] answering the worker's job.
 const TAG_RESULT: Tag = 14;
+/// Worker to spawner: a user message from the running task, `(TaskId, bytes)`.
+const TAG_MESSAGE_UP: Tag = 15;
+/// Spawner to worker: a user message to a task, `(TaskId, bytes)` (dropped by a rank whose
+/// task is no longer that one).
+const TAG_MESSAGE_DOWN: Tag = 16;
 
 /// A worker rank's answer to its job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +217,22 @@ impl MpiVm {
             .ok_or_else(|| machine(MachineErrorKind::Finalized, "MPI machine finalized"))
     }
 
+    /// A user message from `rank`: the event, when it comes from the task that runs there.
+    fn on_message(&mut self, rank: Rank, bytes: &[u8]) -> Option<Event> {
+        let running = (rank as usize).checked_sub(1).and_then(|slot| self.slots.task(slot));
+        match decode::<(TaskId, Vec<u8>)>(bytes) {
+            Ok((from, bytes)) if running == Some(from) => Some(Event::Message { from, bytes }),
+            Ok((from, _)) => {
+                log::debug!(target: "cos", "a message from task {from}, which does not run, dropped");
+                None
+            }
+            Err(e) => {
+                log::error!(target: "cos", "malformed message from rank {rank}: {e}");
+                None
+            }
+        }
+    }
+
     /// A result frame from `rank`: the event of the task that runs there.
     fn on_result(&mut self, rank: Rank, bytes: &[u8]) -> Option<Event> {
         let slot = (rank as usize).checked_sub(1)?;
@@ -269,6 +291,9 @@ impl WorkerLink for MpiLink {
                         self.report(Report::Finished { task, result: Err(failure), retire: false })?;
                     }
                 },
+                TAG_MESSAGE_DOWN => {
+                    log::debug!(target: "cos", "rank {}: a message for an ended task dropped", self.rank)
+                }
                 other => {
                     log::warn!(target: "cos", "rank {}: unexpected message (tag {other}) ignored", self.rank)
                 }
@@ -293,6 +318,51 @@ impl WorkerLink for MpiLink {
     }
 }
 
+/// A worker rank's link for its tasks' user messages. Spawner calls are not carried over MPI:
+/// they fail with [`MachineErrorKind::Unsupported`].
+struct MpiSpawnerLink {
+    world: SimpleCommunicator,
+}
+
+impl SpawnerLink for MpiSpawnerLink {
+    fn call(
+        &mut self,
+        _task: TaskId,
+        call: RemoteCall,
+        _wait: bool,
+    ) -> Result<Option<Result<Vec<u8>, RemoteFailure>>, Error> {
+        Err(machine(
+            MachineErrorKind::Unsupported,
+            format!("MpiVm carries no spawner calls ({} was called)", call.function),
+        ))
+    }
+
+    fn send_message(&mut self, task: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        send(&self.world, 0, &encode(&(task, bytes))?, TAG_MESSAGE_UP);
+        Ok(())
+    }
+
+    fn receive_message(&mut self, task: TaskId, deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
+        let spawner = self.world.process_at_rank(0);
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(probed) = spawner.immediate_matched_probe_with_tag(TAG_MESSAGE_DOWN) {
+                let (bytes, _) = probed.matched_receive_vec::<u8>();
+                match decode::<(TaskId, Vec<u8>)>(&bytes) {
+                    Ok((to, bytes)) if to == task => return Ok(Some(bytes)),
+                    Ok((to, _)) => log::debug!(target: "cos", "a message for ended task {to} dropped"),
+                    Err(e) => log::error!(target: "cos", "malformed message from the spawner: {e}"),
+                }
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            backoff.wait(Some(deadline));
+        }
+    }
+}
+
 /// Greets the spawner, then serves jobs until it says quit; finalizes MPI and exits. A rank
 /// that must retire (see the module's documentation) waits for the quit message without
 /// serving.
@@ -301,6 +371,7 @@ fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
     let rank = world.rank();
     log::debug!(target: "cos", "rank {rank} on {name}: worker started");
     send(&world, 0, name.as_bytes(), TAG_HELLO);
+    let _link = spawner_call::install(Box::new(MpiSpawnerLink { world: universe.world() }));
     match serve(registry, MpiLink { world: universe.world(), rank }) {
         End::HungUp => {}
         end => {
@@ -356,6 +427,10 @@ impl VirtualMachine for MpiVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let world = self.world()?;
         let (slot, task) = self.slots.pick(targets)?;
@@ -364,6 +439,15 @@ impl VirtualMachine for MpiVm {
         self.slots.start(slot, task);
         log::debug!(target: "cos", "task {task} sent to rank {} on {}", task.worker, self.slots.host_of_slot(slot));
         Ok(task)
+    }
+
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let world = self.world()?;
+        if self.slots.running(to).is_none() {
+            return Err(machine(MachineErrorKind::NoSuchTask, format!("task {to} does not run here")));
+        }
+        send(&world, to.worker as Rank, &encode(&(to, bytes))?, TAG_MESSAGE_DOWN);
+        Ok(())
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
@@ -375,7 +459,11 @@ impl VirtualMachine for MpiVm {
         };
         loop {
             let Some((bytes, rank, tag)) = receive(&world.any_process(), deadline) else { return Ok(None) };
-            if tag != TAG_RESULT {
+            if tag == TAG_MESSAGE_UP {
+                if let Some(e) = self.on_message(rank, &bytes) {
+                    return Ok(Some(e));
+                }
+            } else if tag != TAG_RESULT {
                 log::warn!(target: "cos", "unexpected message (tag {tag}) from rank {rank} ignored");
             } else if let Some(e) = self.on_result(rank, &bytes) {
                 return Ok(Some(e));

@@ -295,6 +295,10 @@ impl VirtualMachine for SimVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
         let latency = self.next_latency(call, task.number);

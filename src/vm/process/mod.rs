@@ -534,6 +534,10 @@ impl VirtualMachine for ProcessVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
         let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
