@@ -30,8 +30,8 @@ use ::mpi::{Rank, Tag, Threading};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::vm::message::{decode, encode, Job};
 use crate::spawner_call::{self, SpawnerLink};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::slots::Slots;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
