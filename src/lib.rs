@@ -35,6 +35,7 @@
 //! Debug output goes through the `log` crate with target `cos`.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod context;
 mod coroutine;
@@ -82,6 +83,7 @@ pub use task::{Joined, Outcome, Task, Tid, Value};
 #[doc(hidden)]
 pub use vm::process::frame::fuzz_spawner_stream;
 #[cfg(feature = "mpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub use vm::MpiVm;
 pub use vm::{
     start, Event, HostId, LostCause, LostWorker, Machine, MachineError, MachineErrorKind, ProcessVm,

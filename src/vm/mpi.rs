@@ -152,6 +152,7 @@ fn receive<S: Source>(source: &S, deadline: Option<Instant>) -> Option<(Vec<u8>,
 ///     Ok(())
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub struct MpiVm {
     /// `None` once finalized.
     universe: Option<Universe>,
