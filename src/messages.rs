@@ -44,7 +44,7 @@ const WORKER_SLICE: Duration = Duration::from_millis(1);
 /// ```
 /// // No machine, so no remote task to send to.
 /// let r = cos::send_message(cos::TaskId { worker: 1, number: 1 }, &"hi");
-/// assert!(matches!(r, Err(cos::Error::Vm(e)) if e.kind == cos::MachineErrorKind::NoSuchTask));
+/// assert!(matches!(r, Err(cos::Error::Vm(e)) if e.kind() == cos::MachineErrorKind::NoSuchTask));
 /// ```
 pub fn send_message<T: Serialize + ?Sized>(to: TaskId, message: &T) -> Result<(), Error> {
     os::task_context()?;
