@@ -14,7 +14,7 @@ use crate::task::Tid;
 /// Where a call into `cos` is made from; [`crate::Error::WrongContext`] names it when a call
 /// cannot be made there.
 ///
-/// | Context | Switching calls (`spawn`, `join*`, `cancel`, `set_vm`, `remove_vm`, `Spawn::start`, `dispatch`) | `yield_now`, `finalize` | `tid()` | counts, `stack_size` | `slots`, `free_slots`, `hosts`, `with_vm` |
+/// | Context | Switching calls (`spawn`, `join*`, `cancel`, `set_vm`, `remove_vm`, `Spawn::start`, `dispatch`, `send_message`, `receive_message`) | `yield_now`, `finalize` | `tid()` | counts, `stack_size`, `remote_task` | `slots`, `free_slots`, `hosts`, `with_vm`, `format_spawner_config` |
 /// |---|---|---|---|---|---|
 /// | `Main`, `Task` | work | work | the caller's tid | work | work |
 /// | `Scheduler` | `Err(WrongContext(Scheduler))` | return at once | `Tid::SCHEDULER` | work | work |

@@ -127,6 +127,7 @@ pub struct Dispatch<'c, R, I> {
     build_list: Option<bool>,
     retries: u32,
     host_failure_limit: u32,
+    retry_remote_failures: bool,
 }
 
 /// A running job: where its result goes, and (with retries) a copy to start again.
@@ -169,14 +170,33 @@ impl HostHealth {
         self.lost_in_a_row.values().any(|&n| n >= limit)
     }
 
-    /// A host in service, round-robin: among those with a free slot when there are any, else
-    /// among all; `None` when every host is out of service.
-    fn pick(&mut self, limit: u32) -> Option<HostId> {
-        let good = |hs: Vec<HostId>| -> Vec<HostId> {
-            hs.into_iter().filter(|h| !self.out_of_service(h, limit)).collect()
+    /// A host in service other than `avoid` (when there is one), round-robin: among those
+    /// with a free slot when there are any, else among all; `None` when every host is out of
+    /// service.
+    fn pick(&mut self, limit: u32, avoid: Option<&HostId>) -> Option<HostId> {
+        let spawner = os::with_vm(|vm| vm.host_id(None)).flatten();
+        let worker_hosts = |hs: Vec<HostId>| -> Vec<HostId> {
+            // The spawner's own host has no worker slot of its own unless a slot lies there.
+            let with_slots = |h: &HostId| {
+                Some(h) != spawner.as_ref() || os::with_vm(|vm| vm.slots_on(h)).flatten() != Some(0)
+            };
+            hs.into_iter().filter(|h| !self.out_of_service(h, limit) && with_slots(h)).collect()
         };
-        let free = good(os::with_vm(|vm| vm.hosts_with_free_slots()).unwrap_or_default());
-        let pool = if free.is_empty() { good(os::hosts()) } else { free };
+        let other = |hs: Vec<HostId>| -> Vec<HostId> {
+            let others: Vec<HostId> = hs.iter().filter(|h| Some(*h) != avoid).cloned().collect();
+            if others.is_empty() {
+                hs
+            } else {
+                others
+            }
+        };
+        let free = other(worker_hosts(os::with_vm(|vm| vm.hosts_with_free_slots()).unwrap_or_default()));
+        let all = other(worker_hosts(os::hosts()));
+        let pool = if free.is_empty() || (avoid.is_some() && free.iter().any(|h| Some(h) == avoid)) {
+            all
+        } else {
+            free
+        };
         if pool.is_empty() {
             return None;
         }
@@ -185,9 +205,15 @@ impl HostHealth {
     }
 }
 
-/// Whether a job that ended with `e` may run again: its worker was lost or it ran out of time.
-fn retryable(e: &Error) -> bool {
-    matches!(e, Error::WorkerLost(_) | Error::Timeout)
+/// Whether a job that ended with `e` may run again: its worker was lost or it ran out of time,
+/// or (with `remote`) it failed on its worker.
+fn retryable(e: &Error, remote: bool) -> bool {
+    matches!(e, Error::WorkerLost(_) | Error::Timeout) || (remote && matches!(e, Error::Remote(_)))
+}
+
+/// Whether a job that ended with `e` counts against its host.
+fn host_failure(e: &Error, remote: bool) -> bool {
+    matches!(e, Error::WorkerLost(_)) || (remote && matches!(e, Error::Remote(_)))
 }
 
 impl<'c, R, I> Dispatch<'c, R, I>
@@ -210,12 +236,16 @@ where
             build_list: None,
             retries: 0,
             host_failure_limit: 3,
+            retry_remote_failures: false,
         }
     }
 
     /// Runs a job again, up to `n` more times, when its task ended with [`Error::WorkerLost`]
-    /// or [`Error::Timeout`] (default 0: no retries). Any other failure is the job's result at
-    /// once, and so is the last attempt's failure. Each job still gives exactly one result
+    /// or [`Error::Timeout`] (and [`Error::Remote`] with
+    /// [`retry_remote_failures`](Self::retry_remote_failures)) (default 0: no retries). Any
+    /// other failure is the job's result at once, and so is the last attempt's failure. A job
+    /// not pinned to a host of its own runs again on another host than the one it failed on
+    /// when the machine has another host in service. Each job still gives exactly one result
     /// under its own index; the collector sees only that one.
     ///
     /// ```
@@ -229,8 +259,9 @@ where
     }
 
     /// Takes a host out of service after `k` of its jobs in a row ended with
-    /// [`Error::WorkerLost`] (default 3; a job on that host that ends any other way, a timeout
-    /// excepted, resets the count). Only counts while [`retries`](Self::retries) is on. While some host is out of
+    /// [`Error::WorkerLost`] (or [`Error::Remote`] with
+    /// [`retry_remote_failures`](Self::retry_remote_failures)) (default 3; a job on that host
+    /// that ends any other way, a timeout excepted, resets the count). Only counts while [`retries`](Self::retries) is on. While some host is out of
     /// service, every job the dispatch starts (new or retried) that is not pinned to a host of
     /// its own is pinned with [`Spawn::host`] to a host in service, chosen round-robin among
     /// those with a free slot (or among all in service when none is free). A host stays out of
@@ -244,6 +275,24 @@ where
     /// ```
     pub fn host_failure_limit(mut self, k: u32) -> Self {
         self.host_failure_limit = k.max(1);
+        self
+    }
+
+    /// Whether a job that failed on its worker ([`Error::Remote`]: it panicked, its function is
+    /// missing there, ...) is retried and counts against its host like a lost worker (default
+    /// `false`: such a failure is the job's result). For runs where a failure says more about
+    /// the node than about the job: a node without the simulator fails every job it gets, and
+    /// with this, [`retries`](Self::retries) and
+    /// [`host_failure_limit`](Self::host_failure_limit) it is taken out of service while the
+    /// run goes on on the other nodes.
+    ///
+    /// ```
+    /// static ID: cos::RemoteFn<u8, u8> = cos::RemoteFn::new("id", |x| x);
+    /// let r = cos::Dispatch::new([cos::job(&ID, 7)]).retries(1).retry_remote_failures(true).run();
+    /// assert_eq!(r.unwrap(), vec![Ok(7)]);
+    /// ```
+    pub fn retry_remote_failures(mut self, retry: bool) -> Self {
+        self.retry_remote_failures = retry;
         self
     }
 
@@ -321,7 +370,8 @@ where
                             job = job.remote(r);
                         }
                         let call = if self.collector.is_some() { job.call().cloned() } else { None };
-                        if let Err((e, _)) = self.start(job, index, 0, &mut health, &mut running, &mut group)
+                        if let Err((e, _)) =
+                            self.start(job, index, 0, None, &mut health, &mut running, &mut group)
                         {
                             let done = Done { index, tid: Tid::SCHEDULER, result: Err(e), host: None, call };
                             self.deliver(done, build, &mut results, &mut more)
@@ -348,11 +398,15 @@ where
                 let mut host = job.host;
                 if let (true, Some(h)) = (self.retries > 0, &host) {
                     if !matches!(result, Err(Error::Timeout)) {
-                        health.record(h, matches!(result, Err(Error::WorkerLost(_))));
+                        let failed = result
+                            .as_ref()
+                            .err()
+                            .is_some_and(|e| host_failure(e, self.retry_remote_failures));
+                        health.record(h, failed);
                     }
                 }
                 if let (Err(e), Some(copy)) = (&result, &job.copy) {
-                    if retryable(e) && job.attempt < self.retries {
+                    if retryable(e, self.retry_remote_failures) && job.attempt < self.retries {
                         log::debug!(
                             target: "cos",
                             "dispatch: job {} lost ({e}), attempt {} of {}",
@@ -365,6 +419,7 @@ where
                             again,
                             job.index,
                             job.attempt + 1,
+                            host.as_ref(),
                             &mut health,
                             &mut running,
                             &mut group,
@@ -386,12 +441,15 @@ where
     }
 
     /// Starts attempt `attempt` of job `index`, pinned to a host in service when some host is
-    /// out of service, and records it as running.
+    /// out of service or the attempt must avoid the host `avoid` an earlier one failed on, and
+    /// records it as running.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
         mut job: Job<R>,
         index: usize,
         attempt: u32,
+        avoid: Option<&HostId>,
         health: &mut HostHealth,
         running: &mut FastMap<Tid, Running<R>>,
         group: &mut TaskGroup,
@@ -400,8 +458,9 @@ where
         let copy = (self.retries > attempt).then(|| job.duplicate());
         let call = if self.collector.is_some() { job.call().cloned() } else { None };
         let mut pinned = None;
-        if self.retries > 0 && job.target().is_none() && health.any_out(self.host_failure_limit) {
-            if let Some(h) = health.pick(self.host_failure_limit) {
+        let choose = health.any_out(self.host_failure_limit) || avoid.is_some();
+        if self.retries > 0 && job.target().is_none() && choose {
+            if let Some(h) = health.pick(self.host_failure_limit, avoid) {
                 pinned = Some(h.clone());
                 job = job.host(h);
             }

@@ -18,6 +18,8 @@ pub enum WaitReason {
     Join(Vec<Tid>),
     /// A blocking remote spawn waiting for a free slot, on the named host or on any host.
     Slot(Option<String>),
+    /// A receive waiting for a message from a remote task.
+    Message,
 }
 
 impl fmt::Display for WaitReason {
@@ -36,6 +38,7 @@ impl fmt::Display for WaitReason {
             }
             WaitReason::Slot(Some(host)) => write!(f, "waits for a free slot on host {host}"),
             WaitReason::Slot(None) => f.write_str("waits for a free slot on any host"),
+            WaitReason::Message => f.write_str("waits for a message"),
         }
     }
 }

@@ -35,6 +35,7 @@
 //! Debug output goes through the `log` crate with target `cos`.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod context;
 mod coroutine;
@@ -42,6 +43,8 @@ mod dispatch;
 pub mod environment;
 mod error;
 mod group;
+mod identity;
+mod messages;
 mod os;
 mod scheduler;
 mod spawn;
@@ -61,6 +64,8 @@ pub use environment::{
 };
 pub use error::{DeadlockReport, Error, WaitReason};
 pub use group::TaskGroup;
+pub use identity::{format_spawner_config, remote_task, RemoteTaskInfo};
+pub use messages::{receive_message, send_message, SPAWNER_MAILBOX_LIMIT};
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
     local_task_count, remote_task_count, remove_vm, set_stack_size, set_vm, slots, spawn, stack_size,
@@ -78,6 +83,7 @@ pub use task::{Joined, Outcome, Task, Tid, Value};
 #[doc(hidden)]
 pub use vm::process::frame::fuzz_spawner_stream;
 #[cfg(feature = "mpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub use vm::MpiVm;
 pub use vm::{
     clear_local_storage_everywhere, start, start_with, Event, HostId, LostCause, LostWorker, Machine,

@@ -5,6 +5,7 @@
 //! there is one, and calls the function here otherwise.
 
 use std::cell::RefCell;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,6 +24,12 @@ pub(crate) trait SpawnerLink {
         call: RemoteCall,
         wait: bool,
     ) -> Result<Option<Result<Vec<u8>, RemoteFailure>>, Error>;
+    /// Sends the spawner a user message from `task`.
+    fn send_message(&mut self, task: TaskId, bytes: Vec<u8>) -> Result<(), Error>;
+    /// The next user message for `task` from the spawner, waiting until `deadline` at most
+    /// (`Ok(None)`: none came in time). Messages for another task (one that ended before its
+    /// message arrived) are dropped.
+    fn receive_message(&mut self, task: TaskId, deadline: Instant) -> Result<Option<Vec<u8>>, Error>;
 }
 
 struct WorkerSide {
@@ -129,6 +136,15 @@ where
         Some(Ok(bytes)) => decode::<R>(&bytes).map(Some),
         Some(Err(failure)) => Err(Error::Remote(failure.at(None, Some(crate::vm::HostId::new("spawner"))))),
     }
+}
+
+/// Runs `f` with the link of the worker task this thread runs (taken out of the thread-local
+/// while `f` runs); `None` when this thread runs no task of a worker.
+pub(crate) fn with_link<R>(f: impl FnOnce(TaskId, &mut dyn SpawnerLink) -> R) -> Option<R> {
+    let (task, mut side) = take_link()?;
+    let r = f(task, side.link.as_mut());
+    WORKER.with(|w| *w.borrow_mut() = Some(side));
+    Some(r)
 }
 
 /// Takes the link out of the thread-local while it is used, when this thread runs a task of a

@@ -19,6 +19,9 @@ pub(crate) enum SysCallOf<L> {
     Yield,
     /// Join one finished child (PyOPUS's `Join(tidList, block)`).
     Join { tids: Tids, block: bool, deadline: Option<Instant> },
+    /// Take the oldest user message that came from a remote task, waiting until `deadline`
+    /// (`None`: as long as a remote task runs that could send one).
+    Receive { deadline: Option<Instant> },
 }
 
 /// The tids a join names: one without an allocation (the common `join(task)`), a list
@@ -95,4 +98,6 @@ pub(crate) enum SysReturn {
     Spawned(Result<SpawnInfo, Error>),
     /// The answer to a join.
     Joined(Result<Option<Joined>, Error>),
+    /// The answer to a receive: the sender and the message's bytes, or none in time.
+    Received(Result<Option<(TaskId, Vec<u8>)>, Error>),
 }

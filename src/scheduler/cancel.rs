@@ -93,6 +93,9 @@ impl Scheduler {
                 if let Err(err) = self.end_remote(tid, Error::Timeout) {
                     log::warn!(target: "cos", "remote task {tid} passed its deadline but: {err}");
                 }
+            } else if matches!(e.state, State::Waiting(Wait::Message)) {
+                log::debug!(target: "cos", "task {tid}: receive deadline passed");
+                self.reply(tid, SysReturn::Received(Ok(None)));
             } else if matches!(e.state, State::Waiting(_)) {
                 log::debug!(target: "cos", "task {tid}: join deadline passed");
                 self.reply(tid, SysReturn::Joined(Err(Error::Timeout)));

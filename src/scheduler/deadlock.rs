@@ -33,6 +33,7 @@ impl Scheduler {
                 State::Waiting(Wait::Slot(h)) => {
                     Some((*tid, WaitReason::Slot(h.as_ref().map(|h| h.to_string()))))
                 }
+                State::Waiting(Wait::Message) => Some((*tid, WaitReason::Message)),
                 State::Runnable => None,
             })
             .collect();
@@ -47,6 +48,7 @@ impl Scheduler {
                 self.queues.remove(Waiter::Spawner(Tid::MAIN));
                 SysReturn::Spawned(Err(error))
             }
+            State::Waiting(Wait::Message) => SysReturn::Received(Err(error)),
             _ => SysReturn::Joined(Err(error)),
         }
     }

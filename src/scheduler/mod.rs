@@ -9,6 +9,7 @@ mod deadlock;
 mod graveyard;
 pub(crate) mod groups;
 mod join;
+mod mailbox;
 mod queues;
 mod remote;
 mod spawn;
@@ -30,6 +31,7 @@ use crate::task::{Joined, Outcome, Tid};
 use crate::vm::{TaskId, VirtualMachine};
 
 pub(crate) use graveyard::Graveyard;
+pub use mailbox::SPAWNER_MAILBOX_LIMIT;
 
 /// What the driver does next.
 pub(crate) enum Next {
@@ -61,6 +63,8 @@ pub(crate) struct Scheduler {
     pub(crate) unwind: Vec<LocalTask>,
     /// Deadlines of blocked joins and of remote tasks, earliest first.
     pub(crate) timers: Timers,
+    /// Messages from remote tasks nobody has received yet, and the tasks waiting for one.
+    pub(crate) mailbox: mailbox::Mailbox,
 }
 
 impl Scheduler {
@@ -78,6 +82,7 @@ impl Scheduler {
             dropped: Vec::new(),
             unwind: Vec::new(),
             timers: Timers::default(),
+            mailbox: mailbox::Mailbox::default(),
         }
     }
 
@@ -125,6 +130,7 @@ impl Scheduler {
             SysCall::Yield => self.schedule(tid),
             SysCall::Spawn(s) => self.handle_spawn(tid, s),
             SysCall::Join { tids, block, deadline } => return self.handle_join(tid, tids, block, deadline),
+            SysCall::Receive { deadline } => self.handle_receive(tid, deadline),
         }
         None
     }

@@ -65,6 +65,7 @@ impl Scheduler {
                 let host = self.vm.as_ref().and_then(|vm| vm.host_id(Some(task)));
                 Err(Error::WorkerLost(LostWorker { task: Some(task), host, cause }))
             }
+            Event::Message { from, bytes } => return self.on_message(from, bytes),
             #[allow(unreachable_patterns)]
             other => {
                 log::debug!(target: "cos", "machine event {other:?} not handled");
@@ -84,6 +85,7 @@ impl Scheduler {
             self.finish(tid, Err(error.clone()));
         }
         self.fail_queued(&error);
+        self.no_sender_left();
     }
 
     /// A remote task ended: finish it like a local one, then serve one waiting spawn.
@@ -95,5 +97,8 @@ impl Scheduler {
         log::debug!(target: "cos", "remote task {tid} ({id}) finished");
         self.finish(tid, outcome);
         self.serve_queued();
+        if self.remote.is_empty() {
+            self.no_sender_left();
+        }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) enum Wait {
     Join(Tids),
     /// A blocking remote spawn waiting for a free slot (on a host, or on any).
     Slot(Option<HostId>),
+    /// A receive waiting for a message from a remote task.
+    Message,
 }
 
 /// A task's state as the scheduler sees it.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::environment::{this_thread_groups, ThreadGroups};
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::setup::WorkerSetup;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{
@@ -32,6 +32,15 @@ pub(crate) enum Up {
     Lost { task: TaskId, why: String },
     /// Run `call` in the spawner; `reply` asks for the answer on the worker's reply channel.
     SpawnerCall { task: TaskId, call: RemoteCall, reply: bool },
+    /// A user message from the running task to the spawner.
+    Message { task: TaskId, bytes: Vec<u8> },
+}
+
+/// A user message from the spawner to the task `to` of a worker thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Down {
+    pub(crate) to: TaskId,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// A worker thread's job channel and report channel.
@@ -41,7 +50,7 @@ struct ChannelLink {
 }
 
 impl WorkerLink for ChannelLink {
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+    fn next_job(&mut self) -> Result<Option<Job>, Error> {
         match self.jobs.recv() {
             Ok(frame) => decode(&frame).map(Some),
             Err(_) => Ok(None),
@@ -63,6 +72,8 @@ impl WorkerLink for ChannelLink {
 struct ChannelSpawnerLink {
     up: Sender<Vec<u8>>,
     replies: Receiver<Reply>,
+    /// User messages from the spawner; `None` where the machine sends none (SimVm).
+    messages: Option<Receiver<Down>>,
 }
 
 impl SpawnerLink for ChannelSpawnerLink {
@@ -75,6 +86,34 @@ impl SpawnerLink for ChannelSpawnerLink {
             Ok(None)
         }
     }
+
+    fn send_message(&mut self, task: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
+        self.up.send(encode(&Up::Message { task, bytes })?).map_err(|_| gone())
+    }
+
+    fn receive_message(
+        &mut self,
+        task: TaskId,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let Some(messages) = &self.messages else {
+            return Err(machine(
+                MachineErrorKind::Unsupported,
+                "this machine sends no messages to its tasks",
+            ));
+        };
+        loop {
+            match messages.recv_deadline(deadline) {
+                Ok(Down { to, bytes }) if to == task => return Ok(Some(bytes)),
+                Ok(Down { to, .. }) => log::debug!(target: "cos", "a message for ended task {to} dropped"),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Ok(None),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(machine(MachineErrorKind::Finalized, "the spawner is gone"))
+                }
+            }
+        }
+    }
 }
 
 /// One worker thread: it serves the jobs sent to it with [`serve`] and reports on `up`.
@@ -82,6 +121,8 @@ pub(crate) struct ThreadWorker {
     jobs: Option<Sender<Vec<u8>>>,
     /// Answers to its spawner calls.
     replies: Option<Sender<Reply>>,
+    /// User messages to its tasks.
+    messages: Option<Sender<Down>>,
     handle: Option<thread::JoinHandle<()>>,
     /// The process groups its jobs started.
     groups: ThreadGroups,
@@ -89,8 +130,9 @@ pub(crate) struct ThreadWorker {
 
 impl ThreadWorker {
     /// Starts a worker thread named `name` whose jobs run in the environment of `setup`. With
-    /// `spawner_calls`, its jobs' spawner calls come to the machine on `up`; without, they run
-    /// in the worker thread.
+    /// `spawner_calls`, its jobs' spawner calls and user messages come to the machine on `up`;
+    /// without, the calls run in the worker thread. With `messages`, its tasks can receive user
+    /// messages ([`ThreadWorker::message`]).
     ///
     /// # Errors
     /// [`Error::Vm`] when the thread cannot be started.
@@ -100,17 +142,22 @@ impl ThreadWorker {
         setup: &WorkerSetup,
         up: &Sender<Vec<u8>>,
         spawner_calls: bool,
+        messages: bool,
     ) -> Result<Self, Error> {
         let (jobs_tx, jobs) = unbounded::<Vec<u8>>();
         let (replies_tx, replies) = unbounded::<Reply>();
+        let (messages_tx, messages_rx) = unbounded::<Down>();
+        let messages_rx = messages.then_some(messages_rx);
         let (registry, setup, up) = (registry.clone(), setup.clone(), up.clone());
         let (groups_tx, groups_rx) = crossbeam_channel::bounded(1);
         let handle = thread::Builder::new()
             .name(name)
             .spawn(move || {
                 let _ = groups_tx.send(this_thread_groups());
-                let _link = spawner_calls
-                    .then(|| spawner_call::install(Box::new(ChannelSpawnerLink { up: up.clone(), replies })));
+                let _link = spawner_calls.then(|| {
+                    let link = ChannelSpawnerLink { up: up.clone(), replies, messages: messages_rx };
+                    spawner_call::install(Box::new(link))
+                });
                 match serve(&registry, setup, ChannelLink { jobs, up }) {
                     End::HungUp | End::Retired => {}
                     End::Broken(why) => log::error!(target: "cos", "worker thread ends: {why}"),
@@ -119,15 +166,21 @@ impl ThreadWorker {
             .map_err(|e| io_error("cannot start a worker thread", e))?;
         let groups =
             groups_rx.recv().map_err(|_| machine(MachineErrorKind::Io, "the worker thread ended at once"))?;
-        Ok(ThreadWorker { jobs: Some(jobs_tx), replies: Some(replies_tx), handle: Some(handle), groups })
+        Ok(ThreadWorker {
+            jobs: Some(jobs_tx),
+            replies: Some(replies_tx),
+            messages: Some(messages_tx),
+            handle: Some(handle),
+            groups,
+        })
     }
 
     /// Sends a job.
     ///
     /// # Errors
     /// [`Error::Vm`] when the thread is gone.
-    pub(crate) fn send(&self, task: TaskId, call: &RemoteCall) -> Result<(), Error> {
-        let frame = encode(&(task, call))?;
+    pub(crate) fn send(&self, job: &Job) -> Result<(), Error> {
+        let frame = encode(job)?;
         let gone = || machine(MachineErrorKind::Protocol, "the worker thread is gone");
         self.jobs.as_ref().ok_or_else(gone)?.send(frame).map_err(|_| gone())
     }
@@ -137,10 +190,16 @@ impl ThreadWorker {
         self.replies.as_ref().is_some_and(|tx| tx.send(reply).is_ok())
     }
 
+    /// Sends a user message to the thread's task `to`; `false` when the thread is gone.
+    pub(crate) fn message(&self, to: TaskId, bytes: Vec<u8>) -> bool {
+        self.messages.as_ref().is_some_and(|tx| tx.send(Down { to, bytes }).is_ok())
+    }
+
     /// Hangs up: the thread ends after its job, if any.
     pub(crate) fn hang_up(&mut self) {
         self.jobs = None;
         self.replies = None;
+        self.messages = None;
     }
 
     /// Ends the process groups the thread's job started, and lets it start no more (the
@@ -199,18 +258,25 @@ pub(crate) struct SpawnerCalls {
 impl SpawnerCalls {
     /// Runs `call` and waits for its answer.
     pub(crate) fn run(&mut self, registry: &Registry, call: &RemoteCall) -> Reply {
-        let task = TaskId { worker: 0, number: 0 };
+        let task = TaskId::SPAWNER;
         let lost = |why: String| Err(RemoteFailure::new(RemoteErrorKind::Panicked, why));
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            match ThreadWorker::start("cos-sim-worker".into(), registry, &WorkerSetup::default(), &up, false)
-            {
+            match ThreadWorker::start(
+                "cos-sim-worker".into(),
+                registry,
+                &WorkerSetup::default(),
+                &up,
+                false,
+                false,
+            ) {
                 Ok(w) => self.worker = Some((w, rx)),
                 Err(e) => return lost(e.to_string()),
             }
         }
         let (worker, rx) = self.worker.as_ref().expect("started");
-        let answer = worker.send(task, call).and_then(|()| {
+        let job = Job::new(task, crate::vm::HostId::new("spawner"), call.clone());
+        let answer = worker.send(&job).and_then(|()| {
             let frame = rx
                 .recv()
                 .map_err(|_| machine(MachineErrorKind::Protocol, "the spawner-call thread is gone"))?;
@@ -226,7 +292,9 @@ impl SpawnerCalls {
                 self.stop();
                 lost(why)
             }
-            Ok(Up::SpawnerCall { .. }) => lost("a spawner call made a spawner call".into()),
+            Ok(Up::SpawnerCall { .. } | Up::Message { .. }) => {
+                lost("a spawner call made a spawner call or sent a message".into())
+            }
             Err(e) => {
                 self.stop();
                 lost(e.to_string())

@@ -57,6 +57,16 @@ pub struct TaskId {
     pub number: u64,
 }
 
+impl TaskId {
+    /// The spawner's own task id in its machine (worker 0), every remote task's
+    /// [`parent`](crate::RemoteTaskInfo::parent).
+    ///
+    /// ```
+    /// assert_eq!(cos::TaskId::SPAWNER.to_string(), "0:0");
+    /// ```
+    pub const SPAWNER: TaskId = TaskId { worker: 0, number: 0 };
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.worker, self.number)
@@ -89,6 +99,31 @@ impl RemoteCall {
     /// ```
     pub fn new<A: Serialize>(function: &str, args: &A) -> Result<Self, Error> {
         Ok(RemoteCall { function: Cow::Owned(function.to_string()), args: encode(args)? })
+    }
+}
+
+/// A job as it crosses to a worker: the task, where it runs and who spawned it, and the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Job {
+    /// The task's id.
+    pub(crate) task: TaskId,
+    /// The host of the slot it runs on, as the spawner names it.
+    pub(crate) host: HostId,
+    /// The spawner's task id.
+    pub(crate) parent: TaskId,
+    /// The call.
+    pub(crate) call: RemoteCall,
+}
+
+impl Job {
+    /// A job of `call` as `task` on `host`, spawned by the spawner.
+    pub(crate) fn new(task: TaskId, host: HostId, call: RemoteCall) -> Self {
+        Job { task, host, parent: TaskId::SPAWNER, call }
+    }
+
+    /// What the task can know about itself.
+    pub(crate) fn info(&self) -> crate::identity::RemoteTaskInfo {
+        crate::identity::RemoteTaskInfo { task: self.task, host: self.host.clone(), parent: self.parent }
     }
 }
 

@@ -82,6 +82,14 @@ pub enum Event {
         /// What happened to the worker.
         cause: LostCause,
     },
+    /// A user message from a running remote task to the spawner ([`crate::send_message`] in
+    /// the task), postcard-encoded. It comes before the task's end; the task goes on running.
+    Message {
+        /// The sending task.
+        from: TaskId,
+        /// The message's bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -94,6 +102,7 @@ impl Event {
     pub fn task(&self) -> TaskId {
         match self {
             Event::Finished { task, .. } | Event::Lost { task, .. } => *task,
+            Event::Message { from, .. } => *from,
         }
     }
 }
@@ -126,6 +135,12 @@ pub trait VirtualMachine {
     fn hosts_with_free_slots(&self) -> Vec<HostId>;
     /// The host a task runs on (`None`: the spawner's own host).
     fn host_id(&self, task: Option<TaskId>) -> Option<HostId>;
+    /// How many worker slots `host` has (the spawner's own slot not counted); `None` when the
+    /// machine does not say (the default).
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        let _ = host;
+        None
+    }
     /// Starts `call` on a free slot, on one of `targets` when given.
     ///
     /// # Errors
@@ -147,6 +162,17 @@ pub trait VirtualMachine {
     /// [`Error::Vm`] when the machine cannot cancel tasks or does not know the task.
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
         Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot cancel task {task}")))
+    }
+    /// Sends a user message (postcard bytes) to the running task `to`, which receives it with
+    /// [`crate::receive_message`]. Machines that cannot reach a running task refuse (the
+    /// default).
+    ///
+    /// # Errors
+    /// [`Error::Vm`] with [`MachineErrorKind::NoSuchTask`] when `to` does not run on the
+    /// machine, [`MachineErrorKind::Unsupported`] on a machine without messages to tasks.
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let _ = bytes;
+        Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot send messages to task {to}")))
     }
     /// The machine's clock, which the scheduler's deadlines (timed joins, time limits) follow:
     /// the real one by default, a virtual one on [`SimVm`].

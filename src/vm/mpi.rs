@@ -8,7 +8,7 @@
 //! start again after every message.
 //!
 //! Protocol (postcard payloads, byte messages on `MPI_COMM_WORLD`): a worker greets the spawner
-//! with its processor name; the spawner sends a job `(TaskId, RemoteCall)` to an idle worker,
+//! with its processor name; the spawner sends a job (its task id, host, parent and call) to an idle worker,
 //! which serves it with the serving loop every machine's workers use and answers with one
 //! [`Up`]; a quit message ends the worker.
 //!
@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::message::{decode, encode};
+use crate::spawner_call::{self, SpawnerLink};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
@@ -42,7 +43,7 @@ use crate::vm::{
 
 /// Worker to spawner: the worker's processor name (UTF-8).
 const TAG_HELLO: Tag = 11;
-/// Spawner to worker: a job, `(TaskId, RemoteCall)`.
+/// Spawner to worker: a job (task id, host, parent, call).
 const TAG_JOB: Tag = 12;
 /// Spawner to worker: leave the loop, finalize MPI and exit.
 const TAG_QUIT: Tag = 13;
@@ -50,6 +51,11 @@ const TAG_QUIT: Tag = 13;
 const TAG_RESULT: Tag = 14;
 /// Spawner to worker, once after its hello: the machine's [`WorkerSetup`].
 const TAG_SETUP: Tag = 15;
+/// Worker to spawner: a user message from the running task, `(TaskId, bytes)`.
+const TAG_MESSAGE_UP: Tag = 16;
+/// Spawner to worker: a user message to a task, `(TaskId, bytes)` (dropped by a rank whose
+/// task is no longer that one).
+const TAG_MESSAGE_DOWN: Tag = 17;
 
 /// A worker rank's answer to its job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +156,7 @@ fn receive<S: Source>(source: &S, deadline: Option<Instant>) -> Option<(Vec<u8>,
 ///     Ok(())
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub struct MpiVm {
     /// `None` once finalized.
     universe: Option<Universe>,
@@ -239,6 +246,22 @@ impl MpiVm {
             .ok_or_else(|| machine(MachineErrorKind::Finalized, "MPI machine finalized"))
     }
 
+    /// A user message from `rank`: the event, when it comes from the task that runs there.
+    fn on_message(&mut self, rank: Rank, bytes: &[u8]) -> Option<Event> {
+        let running = (rank as usize).checked_sub(1).and_then(|slot| self.slots.task(slot));
+        match decode::<(TaskId, Vec<u8>)>(bytes) {
+            Ok((from, bytes)) if running == Some(from) => Some(Event::Message { from, bytes }),
+            Ok((from, _)) => {
+                log::debug!(target: "cos", "a message from task {from}, which does not run, dropped");
+                None
+            }
+            Err(e) => {
+                log::error!(target: "cos", "malformed message from rank {rank}: {e}");
+                None
+            }
+        }
+    }
+
     /// A result frame from `rank`: the event of the task that runs there.
     fn on_result(&mut self, rank: Rank, bytes: &[u8]) -> Option<Event> {
         let slot = (rank as usize).checked_sub(1)?;
@@ -278,15 +301,15 @@ struct MpiLink {
 }
 
 impl WorkerLink for MpiLink {
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+    fn next_job(&mut self) -> Result<Option<Job>, Error> {
         loop {
             let Some((bytes, _, tag)) = receive(&self.world.process_at_rank(0), None) else { continue };
             match tag {
                 TAG_QUIT => return Ok(None),
-                TAG_JOB => match decode::<(TaskId, RemoteCall)>(&bytes) {
-                    Ok((task, call)) => {
-                        log::debug!(target: "cos", "rank {}: task {task} runs {}", self.rank, call.function);
-                        return Ok(Some((task, call)));
+                TAG_JOB => match decode::<Job>(&bytes) {
+                    Ok(job) => {
+                        log::debug!(target: "cos", "rank {}: task {} runs {}", self.rank, job.task, job.call.function);
+                        return Ok(Some(job));
                     }
                     Err(e) => {
                         log::error!(target: "cos", "rank {}: malformed job: {e}", self.rank);
@@ -297,6 +320,9 @@ impl WorkerLink for MpiLink {
                         self.report(Report::Finished { task, result: Err(failure), retire: false })?;
                     }
                 },
+                TAG_MESSAGE_DOWN => {
+                    log::debug!(target: "cos", "rank {}: a message for an ended task dropped", self.rank)
+                }
                 other => {
                     log::warn!(target: "cos", "rank {}: unexpected message (tag {other}) ignored", self.rank)
                 }
@@ -318,6 +344,51 @@ impl WorkerLink for MpiLink {
         })?;
         send(&self.world, 0, &frame, TAG_RESULT);
         Ok(())
+    }
+}
+
+/// A worker rank's link for its tasks' user messages. Spawner calls are not carried over MPI:
+/// they fail with [`MachineErrorKind::Unsupported`].
+struct MpiSpawnerLink {
+    world: SimpleCommunicator,
+}
+
+impl SpawnerLink for MpiSpawnerLink {
+    fn call(
+        &mut self,
+        _task: TaskId,
+        call: RemoteCall,
+        _wait: bool,
+    ) -> Result<Option<Result<Vec<u8>, RemoteFailure>>, Error> {
+        Err(machine(
+            MachineErrorKind::Unsupported,
+            format!("MpiVm carries no spawner calls ({} was called)", call.function),
+        ))
+    }
+
+    fn send_message(&mut self, task: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        send(&self.world, 0, &encode(&(task, bytes))?, TAG_MESSAGE_UP);
+        Ok(())
+    }
+
+    fn receive_message(&mut self, task: TaskId, deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
+        let spawner = self.world.process_at_rank(0);
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(probed) = spawner.immediate_matched_probe_with_tag(TAG_MESSAGE_DOWN) {
+                let (bytes, _) = probed.matched_receive_vec::<u8>();
+                match decode::<(TaskId, Vec<u8>)>(&bytes) {
+                    Ok((to, bytes)) if to == task => return Ok(Some(bytes)),
+                    Ok((to, _)) => log::debug!(target: "cos", "a message for ended task {to} dropped"),
+                    Err(e) => log::error!(target: "cos", "malformed message from the spawner: {e}"),
+                }
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            backoff.wait(Some(deadline));
+        }
     }
 }
 
@@ -343,6 +414,7 @@ fn worker_loop(universe: Universe, registry: &Registry, name: &str) -> ! {
             None => {}
         }
     };
+    let _link = spawner_call::install(Box::new(MpiSpawnerLink { world: universe.world() }));
     let served = match setup {
         Ok(setup) => serve(registry, setup, MpiLink { world: universe.world(), rank }),
         Err(end) => end,
@@ -401,14 +473,27 @@ impl VirtualMachine for MpiVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let world = self.world()?;
         let (slot, task) = self.slots.pick(targets)?;
-        let frame = encode(&(task, call))?;
+        let frame = encode(&Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone()))?;
         send(&world, task.worker as Rank, &frame, TAG_JOB);
         self.slots.start(slot, task);
         log::debug!(target: "cos", "task {task} sent to rank {} on {}", task.worker, self.slots.host_of_slot(slot));
         Ok(task)
+    }
+
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let world = self.world()?;
+        if self.slots.running(to).is_none() {
+            return Err(machine(MachineErrorKind::NoSuchTask, format!("task {to} does not run here")));
+        }
+        send(&world, to.worker as Rank, &encode(&(to, bytes))?, TAG_MESSAGE_DOWN);
+        Ok(())
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
@@ -420,7 +505,11 @@ impl VirtualMachine for MpiVm {
         };
         loop {
             let Some((bytes, rank, tag)) = receive(&world.any_process(), deadline) else { return Ok(None) };
-            if tag != TAG_RESULT {
+            if tag == TAG_MESSAGE_UP {
+                if let Some(e) = self.on_message(rank, &bytes) {
+                    return Ok(Some(e));
+                }
+            } else if tag != TAG_RESULT {
                 log::warn!(target: "cos", "unexpected message (tag {tag}) from rank {rank} ignored");
             } else if let Some(e) = self.on_result(rank, &bytes) {
                 return Ok(Some(e));

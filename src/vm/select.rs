@@ -87,8 +87,14 @@ impl FromStr for Machine {
 /// before anything that must happen once (reading input, printing a header, ...). The spawner
 /// and the workers must register the same functions: build the registry the same way in both.
 ///
+/// Under an MPI launcher (`mpirun` with several ranks: `OMPI_COMM_WORLD_SIZE`, `PMIX_RANK`,
+/// `PMI_RANK`, `PMI_SIZE`) every rank runs the program, so `start` picks the MPI machine when
+/// none is named and the build has the `mpi` feature.
+///
 /// # Errors
 /// [`Error::Vm`] for an unknown machine name, for `mpi` in a build without the `mpi` feature,
+/// under an MPI launcher without the `mpi` feature ([`MachineErrorKind::Unsupported`], saying
+/// to build with `--features mpi`) or with another machine named ([`MachineErrorKind::Config`]),
 /// or when the machine cannot be created (for example when the worker processes do not
 /// start).
 ///
@@ -171,6 +177,7 @@ pub fn start_with(registry: Registry, options: StartOptions) -> Result<Machine, 
         worker_main(&registry);
     }
     let machine = choose(std::env::args_os().skip(1), std::env::var_os(VM_ENV))?;
+    let machine = under_mpirun(machine, mpi_launch(|v| std::env::var(v).ok()))?;
     let environment = validated(options.environment)?;
     log::debug!(target: "cos", "starting the {machine} machine");
     match machine {
@@ -195,9 +202,53 @@ pub fn start_with(registry: Registry, options: StartOptions) -> Result<Machine, 
     Ok(machine)
 }
 
+/// The variables an MPI launcher sets in every rank: OpenMPI's, PMIx's, MPICH's (Hydra).
+const MPI_RANK_VARS: [&str; 3] = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"];
+const MPI_SIZE_VARS: [&str; 2] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"];
+
+/// How an MPI launcher started this process, when it did with more than one rank (or as a
+/// rank other than 0): for example `OMPI_COMM_WORLD_SIZE=3`.
+fn mpi_launch(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let number = |names: &[&'static str]| {
+        names.iter().find_map(|n| var(n).and_then(|v| v.trim().parse::<u64>().ok()).map(|v| (*n, v)))
+    };
+    match (number(&MPI_SIZE_VARS), number(&MPI_RANK_VARS)) {
+        (Some((name, size)), _) if size > 1 => Some(format!("{name}={size}")),
+        (_, Some((name, rank))) if rank > 0 => Some(format!("{name}={rank}")),
+        _ => None,
+    }
+}
+
+/// Under an MPI launcher with several ranks every rank runs the program: only the MPI machine
+/// makes one spawner of them, so it is chosen (when the build has it) unless another machine
+/// was named; otherwise that is an error that says how to get it.
+fn under_mpirun(chosen: Option<Machine>, launch: Option<String>) -> Result<Machine, Error> {
+    let Some(launch) = launch else { return Ok(chosen.unwrap_or_default()) };
+    match chosen {
+        Some(Machine::Mpi) => Ok(Machine::Mpi),
+        #[cfg(feature = "mpi")]
+        None => Ok(Machine::Mpi),
+        #[cfg(not(feature = "mpi"))]
+        None => Err(machine(
+            MachineErrorKind::Unsupported,
+            format!(
+                "started by an MPI launcher ({launch}), so every rank would run the whole program; \
+                 build with `--features mpi` to use the MPI machine (or start it without mpirun)"
+            ),
+        )),
+        Some(other) => Err(machine(
+            MachineErrorKind::Config,
+            format!(
+                "started by an MPI launcher ({launch}) with the {other} machine, so every rank would \
+                 run the whole program; use `--vm mpi` (a build with `--features mpi`) or start it without mpirun"
+            ),
+        )),
+    }
+}
+
 /// The machine named by the command line (`--vm name` or `--vm=name`, before any `--`), else
 /// by the environment, else the default.
-fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Result<Machine, Error> {
+fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Result<Option<Machine>, Error> {
     let text = |s: OsString| {
         s.into_string()
             .map_err(|s| machine(MachineErrorKind::Config, format!("machine name {s:?} is not text")))
@@ -210,15 +261,15 @@ fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Re
         if arg == "--vm" {
             let name =
                 args.next().ok_or_else(|| machine(MachineErrorKind::Config, "--vm needs a machine name"))?;
-            return text(name)?.parse();
+            return text(name)?.parse().map(Some);
         }
         if let Some(name) = arg.to_str().and_then(|a| a.strip_prefix("--vm=")) {
-            return name.parse();
+            return name.parse().map(Some);
         }
     }
     match env.map(text).transpose()? {
-        Some(name) if !name.is_empty() => name.parse(),
-        _ => Ok(Machine::default()),
+        Some(name) if !name.is_empty() => name.parse().map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -232,25 +283,54 @@ mod tests {
 
     #[test]
     fn the_default_is_threads() {
-        assert_eq!(choose(args(&["input.txt"]), None), Ok(Machine::Thread));
-        assert_eq!(choose(args(&[]), Some("".into())), Ok(Machine::Thread));
+        assert_eq!(choose(args(&["input.txt"]), None), Ok(None));
+        assert_eq!(choose(args(&[]), Some("".into())), Ok(None));
+        assert_eq!(under_mpirun(None, None), Ok(Machine::Thread));
     }
 
     #[test]
     fn the_command_line_names_the_machine() {
-        assert_eq!(choose(args(&["-x", "--vm", "process"]), None), Ok(Machine::Process));
-        assert_eq!(choose(args(&["--vm=mpi", "file"]), None), Ok(Machine::Mpi));
+        assert_eq!(choose(args(&["-x", "--vm", "process"]), None), Ok(Some(Machine::Process)));
+        assert_eq!(choose(args(&["--vm=mpi", "file"]), None), Ok(Some(Machine::Mpi)));
     }
 
     #[test]
     fn the_command_line_wins_over_the_environment() {
-        assert_eq!(choose(args(&["--vm", "thread"]), Some("process".into())), Ok(Machine::Thread));
-        assert_eq!(choose(args(&[]), Some("process".into())), Ok(Machine::Process));
+        assert_eq!(choose(args(&["--vm", "thread"]), Some("process".into())), Ok(Some(Machine::Thread)));
+        assert_eq!(choose(args(&[]), Some("process".into())), Ok(Some(Machine::Process)));
     }
 
     #[test]
     fn arguments_after_a_double_dash_are_the_program_s() {
-        assert_eq!(choose(args(&["--", "--vm", "process"]), None), Ok(Machine::Thread));
+        assert_eq!(choose(args(&["--", "--vm", "process"]), None), Ok(None));
+    }
+
+    #[test]
+    fn an_mpi_launch_is_seen() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(mpi_launch(env(&[])), None);
+        assert_eq!(mpi_launch(env(&[("OMPI_COMM_WORLD_SIZE", "1"), ("OMPI_COMM_WORLD_RANK", "0")])), None);
+        assert_eq!(
+            mpi_launch(env(&[("OMPI_COMM_WORLD_SIZE", "3")])).as_deref(),
+            Some("OMPI_COMM_WORLD_SIZE=3")
+        );
+        assert_eq!(mpi_launch(env(&[("PMIX_RANK", "2")])).as_deref(), Some("PMIX_RANK=2"));
+        assert_eq!(mpi_launch(env(&[("PMI_SIZE", "4"), ("PMI_RANK", "0")])).as_deref(), Some("PMI_SIZE=4"));
+    }
+
+    #[test]
+    fn under_mpirun_only_the_mpi_machine_is_right() {
+        let launch = || Some("OMPI_COMM_WORLD_SIZE=3".to_string());
+        assert_eq!(under_mpirun(Some(Machine::Mpi), launch()), Ok(Machine::Mpi));
+        let thread = under_mpirun(Some(Machine::Thread), launch());
+        assert!(matches!(thread, Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Config));
+        let default = under_mpirun(None, launch());
+        #[cfg(feature = "mpi")]
+        assert_eq!(default, Ok(Machine::Mpi));
+        #[cfg(not(feature = "mpi"))]
+        assert!(matches!(default, Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Unsupported));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crossbeam_channel::{unbounded, Receiver};
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
-use crate::vm::message::decode;
+use crate::vm::message::{decode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::{
@@ -119,6 +119,8 @@ pub struct SimVm {
     latency: Option<Latency>,
     /// Ends of running tasks by (virtual time, task number).
     pending: BTreeMap<(u64, u64), Event>,
+    /// User messages the tasks sent while they ran (at their spawn), delivered first.
+    messages: std::collections::VecDeque<Event>,
     trace: SimTrace,
 }
 
@@ -143,6 +145,7 @@ impl SimVm {
             rng: 0x853c_49e6_748f_ea9b,
             latency: None,
             pending: BTreeMap::new(),
+            messages: std::collections::VecDeque::new(),
             trace: SimTrace::default(),
         }
     }
@@ -227,13 +230,14 @@ impl SimVm {
 
     /// Runs `call` as `task` on the helper thread, answering its spawner calls, and returns how
     /// it ended.
-    fn run(&mut self, task: TaskId, call: &RemoteCall) -> Result<Event, Error> {
+    fn run(&mut self, task: TaskId, host: HostId, call: &RemoteCall) -> Result<Event, Error> {
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            let w = ThreadWorker::start("cos-sim-worker".into(), &self.registry, &self.setup, &up, true)?;
+            let w =
+                ThreadWorker::start("cos-sim-worker".into(), &self.registry, &self.setup, &up, true, false)?;
             self.worker = Some((w, rx));
         }
-        self.worker.as_ref().expect("started").0.send(task, call)?;
+        self.worker.as_ref().expect("started").0.send(&Job::new(task, host, call.clone()))?;
         loop {
             let frame = self.worker.as_ref().expect("started").1.recv();
             let frame =
@@ -244,6 +248,9 @@ impl SimVm {
                     if reply {
                         self.worker.as_ref().expect("started").0.reply(result);
                     }
+                }
+                Ok(Up::Message { bytes, .. }) => {
+                    self.messages.push_back(Event::Message { from: task, bytes })
                 }
                 Ok(Up::Finished { result, retire, .. }) => {
                     if retire {
@@ -311,6 +318,10 @@ impl VirtualMachine for SimVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
         let latency = self.next_latency(call, task.number);
@@ -320,7 +331,7 @@ impl VirtualMachine for SimVm {
             host: self.slots.host_of_slot(slot).clone(),
             function: call.function.to_string(),
         });
-        let end = self.run(task, call)?;
+        let end = self.run(task, self.slots.host_of_slot(slot).clone(), call)?;
         self.slots.start(slot, task);
         self.pending.insert((self.now.saturating_add(latency), task.number), end);
         Ok(task)
@@ -332,6 +343,9 @@ impl VirtualMachine for SimVm {
             Wait::Until(at) => self.micros_at(at),
             Wait::Forever => u64::MAX,
         };
+        if let Some(message) = self.messages.pop_front() {
+            return Ok(Some(message));
+        }
         let event = self.deliver_until(limit);
         if event.is_none() && limit != u64::MAX {
             self.now = self.now.max(limit);
@@ -341,6 +355,7 @@ impl VirtualMachine for SimVm {
 
     fn finalize(&mut self) {
         self.pending.clear();
+        self.messages.clear();
         self.slots.end_all();
         self.stop_worker();
         self.spawner_calls.stop();
@@ -352,6 +367,7 @@ impl VirtualMachine for SimVm {
             machine(MachineErrorKind::NoSuchTask, format!("SimVm has no running task {task}"))
         })?;
         self.pending.remove(&key);
+        self.messages.retain(|m| m.task() != task);
         self.slots.end(task);
         self.trace.push(SimEvent::Done { at: self.now, task });
         Ok(())

@@ -82,6 +82,11 @@ impl Slots {
         self.hosts.iter().zip(&self.free_on).filter(|(_, &n)| n > 0).map(|(h, _)| h.clone()).collect()
     }
 
+    /// How many worker slots `host` has (in service or not).
+    pub(crate) fn count_on(&self, host: &HostId) -> usize {
+        self.hosts.binary_search(host).map_or(0, |h| self.slots.iter().filter(|s| s.host == h).count())
+    }
+
     /// A slot's host.
     pub(crate) fn host_of_slot(&self, slot: usize) -> &HostId {
         &self.hosts[self.slots[slot].host]

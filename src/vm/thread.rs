@@ -9,7 +9,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvEr
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
-use crate::vm::message::decode;
+use crate::vm::message::{decode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::wait::recv_spinning;
@@ -174,6 +174,7 @@ impl ThreadVm {
             &self.setup,
             &self.up_tx,
             true,
+            true,
         )
         .map_err(|e| log::error!(target: "cos", "worker thread {}: {e}", slot + 1))
         .ok()
@@ -213,6 +214,11 @@ impl ThreadVm {
                     log::error!(target: "cos", "cannot answer the spawner call of task {task}");
                 }
                 None
+            }
+            Up::Message { task, bytes } => {
+                // A cancelled task's thread runs on detached; its messages are dropped.
+                self.slots.running(task)?;
+                Some(Event::Message { from: task, bytes })
             }
             Up::Finished { task, result, retire } => {
                 let slot = self.slots.end(task)?;
@@ -259,19 +265,32 @@ impl VirtualMachine for ThreadVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
-        let sent = self.workers[slot].as_ref().map(|w| w.send(task, call));
+        let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
+        let sent = self.workers[slot].as_ref().map(|w| w.send(&job));
         if !matches!(sent, Some(Ok(()))) {
             // The slot's thread is gone: start a new one and send it there.
             self.replace_worker(slot, false);
             let w = self.workers[slot]
                 .as_ref()
                 .ok_or_else(|| machine(MachineErrorKind::Io, "cannot start a worker thread"))?;
-            w.send(task, call)?;
+            w.send(&job)?;
         }
         self.slots.start(slot, task);
         Ok(task)
+    }
+
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let slot = self.slots.running(to).ok_or_else(|| no_such_task(to))?;
+        match self.workers[slot].as_ref() {
+            Some(w) if w.message(to, bytes) => Ok(()),
+            _ => Err(no_such_task(to)),
+        }
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
@@ -336,4 +355,9 @@ impl Drop for ThreadVm {
     fn drop(&mut self) {
         self.finalize();
     }
+}
+
+/// The error of a message to a task that does not run here.
+fn no_such_task(to: TaskId) -> Error {
+    machine(MachineErrorKind::NoSuchTask, format!("task {to} does not run on this machine"))
 }

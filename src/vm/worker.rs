@@ -25,8 +25,9 @@ use std::rc::Rc;
 
 use crate::error::Error;
 use crate::spawner_call;
+use crate::vm::message::Job;
 use crate::vm::setup::{end_job, run_job, JobEnvironment, WorkerSetup};
-use crate::vm::{Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
+use crate::vm::{Registry, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The stack size of the local task a worker serves its jobs in (only the pages a job touches
 /// take memory).
@@ -48,7 +49,7 @@ pub(crate) trait WorkerLink {
     ///
     /// # Errors
     /// When the transport broke.
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error>;
+    fn next_job(&mut self) -> Result<Option<Job>, Error>;
     /// Tells the spawner how a job ended.
     ///
     /// # Errors
@@ -96,6 +97,7 @@ fn serve_guarded<L: WorkerLink + 'static>(registry: &Registry, setup: WorkerSetu
         // The job's frames were abandoned (an overflow) or unwound past the registry.
         end_job(task, &env);
     }
+    crate::identity::clear();
     let report = match served {
         Ok(end) => return end,
         Err(Error::StackOverflow(_)) => current.take().map(|task| Report::Finished {
@@ -129,14 +131,15 @@ fn serve_jobs(
 ) -> End {
     loop {
         let job = link.borrow_mut().next_job();
-        let (task, call) = match job {
+        let job = match job {
             Ok(Some(job)) => job,
             Ok(None) => return End::HungUp,
             Err(e) => return End::Broken(e.to_string()),
         };
+        let task = job.task;
         current.set(Some(task));
-        let running = spawner_call::running(task);
-        let result = run_job(setup, task, env, registry, &call);
+        let running = (spawner_call::running(task), crate::identity::running(job.info()));
+        let result = run_job(setup, task, env, registry, &job.call);
         drop(running);
         current.set(None);
         if let Err(e) = link.borrow_mut().report(Report::Finished { task, result, retire: false }) {
@@ -148,7 +151,7 @@ fn serve_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::RemoteFn;
+    use crate::vm::{HostId, RemoteCall, RemoteFn};
 
     static DOUBLE: RemoteFn<u32, u32> = RemoteFn::new("double", |x| 2 * x);
     static RUNAWAY: RemoteFn<u64, u64> = RemoteFn::new("runaway", runaway);
@@ -163,18 +166,22 @@ mod tests {
 
     /// Jobs from a list, reports into a shared list.
     struct ListLink {
-        jobs: Vec<(TaskId, RemoteCall)>,
+        jobs: Vec<Job>,
         reports: Rc<RefCell<Vec<Report>>>,
     }
 
     impl WorkerLink for ListLink {
-        fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+        fn next_job(&mut self) -> Result<Option<Job>, Error> {
             Ok(if self.jobs.is_empty() { None } else { Some(self.jobs.remove(0)) })
         }
         fn report(&mut self, report: Report) -> Result<(), Error> {
             self.reports.borrow_mut().push(report);
             Ok(())
         }
+    }
+
+    fn job<A: serde::Serialize>(n: u64, f: &str, args: &A) -> Job {
+        Job::new(task(n), HostId::new("host0"), RemoteCall::new(f, args).unwrap())
     }
 
     fn task(n: u64) -> TaskId {
@@ -185,7 +192,7 @@ mod tests {
     fn jobs_are_served_until_the_spawner_hangs_up() {
         let end = std::thread::spawn(|| {
             let reports = Rc::default();
-            let jobs = vec![(task(1), RemoteCall::new("double", &4u32).unwrap())];
+            let jobs = vec![job(1, "double", &4u32)];
             let link = ListLink { jobs, reports: Rc::clone(&reports) };
             let end = serve(&Registry::new().with(&DOUBLE), WorkerSetup::default(), link);
             let r = reports.borrow().clone();
@@ -204,10 +211,7 @@ mod tests {
     fn an_overflow_is_reported_with_retire_and_ends_the_serving() {
         let (end, reports) = std::thread::spawn(|| {
             let reports = Rc::default();
-            let jobs = vec![
-                (task(1), RemoteCall::new("runaway", &0u64).unwrap()),
-                (task(2), RemoteCall::new("double", &1u32).unwrap()),
-            ];
+            let jobs = vec![job(1, "runaway", &0u64), job(2, "double", &1u32)];
             let link = ListLink { jobs, reports: Rc::clone(&reports) };
             let end = serve(&Registry::new().with(&DOUBLE).with(&RUNAWAY), WorkerSetup::default(), link);
             let r = reports.borrow().clone();

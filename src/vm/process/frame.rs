@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::vm::message::Job;
 use crate::vm::setup::WorkerSetup;
 use crate::vm::{io_error, RemoteCall, RemoteFailure, TaskId};
 
@@ -29,9 +30,11 @@ pub(crate) enum Down {
     /// environment.
     Setup(WorkerSetup),
     /// Run a call as this task.
-    Run(TaskId, RemoteCall),
+    Run(Job),
     /// The answer to the running task's spawner call.
     SpawnerReply(Result<Vec<u8>, RemoteFailure>),
+    /// A user message to the worker's task `to` (dropped there when `to` no longer runs).
+    Message { to: TaskId, bytes: Vec<u8> },
 }
 
 /// A frame from a worker to the spawner.
@@ -43,6 +46,8 @@ pub(crate) enum Up {
     Lost { task: TaskId, why: String },
     /// Run `call` in the spawner; `reply` asks for a [`Down::SpawnerReply`].
     SpawnerCall { task: TaskId, call: RemoteCall, reply: bool },
+    /// A user message from the running task to the spawner.
+    Message { task: TaskId, bytes: Vec<u8> },
 }
 
 /// Writes one frame: the length, then the bytes.

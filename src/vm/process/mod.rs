@@ -31,7 +31,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvEr
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::SpawnerCalls;
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::{
@@ -517,6 +517,9 @@ impl ProcessVm {
                         self.spawner_call(slot, task, &call, reply);
                         None
                     }
+                    Up::Message { task, bytes } => {
+                        (self.slots.task(slot) == Some(task)).then_some(Event::Message { from: task, bytes })
+                    }
                     Up::Finished { task, result, retire } => {
                         if self.slots.task(slot) != Some(task) {
                             log::warn!(target: "cos", "result for task {task}, which does not run, dropped");
@@ -575,9 +578,14 @@ impl VirtualMachine for ProcessVm {
         self.slots.host_id(task)
     }
 
+    fn slots_on(&self, host: &HostId) -> Option<usize> {
+        Some(self.slots.count_on(host))
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
-        let job = encode(&Down::Run(task, call.clone()))?;
+        let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
+        let job = encode(&Down::Run(job))?;
         if job.len() > MAX_FRAME {
             // Refused before any worker sees it: no healthy worker is replaced for it.
             return Err(Error::Decode(format!(
@@ -588,6 +596,23 @@ impl VirtualMachine for ProcessVm {
         self.slots.start(slot, task);
         self.send(slot, job);
         Ok(task)
+    }
+
+    fn send_message(&mut self, to: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        let no_such_task = || machine(MachineErrorKind::NoSuchTask, format!("task {to} does not run here"));
+        let slot = self.slots.running(to).ok_or_else(no_such_task)?;
+        let frame = encode(&Down::Message { to, bytes })?;
+        if frame.len() > MAX_FRAME {
+            return Err(Error::Decode(format!(
+                "a message of {} bytes exceeds the frame limit of {MAX_FRAME}",
+                frame.len()
+            )));
+        }
+        match &mut self.workers[slot].state {
+            // A write that fails: the reader thread reports the loss of the process.
+            State::Ready(p) => write_frame(&mut p.stream, &frame),
+            _ => Err(no_such_task()),
+        }
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {

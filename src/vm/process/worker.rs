@@ -1,14 +1,17 @@
 //! The worker process: connects to the spawner, serves its jobs with the shared serving loop,
 //! and ends when the spawner hangs up (or when it must retire).
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
-use crate::vm::message::{decode, encode};
+use crate::vm::message::{decode, encode, Job};
 use crate::vm::process::auth::{Secret, SECRET_ENV};
 use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
 use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
@@ -79,15 +82,22 @@ fn run(registry: &Registry) -> Result<End, Error> {
         None => return Ok(End::HungUp),
     };
     let calls = stream.try_clone().map_err(|e| io_error("cannot share the socket", e))?;
-    let _link = spawner_call::install(Box::new(ProcessLink { stream: calls }));
-    Ok(serve(registry, setup, ProcessLink { stream }))
+    let _link = spawner_call::install(Box::new(ProcessLink { stream: calls, early: VecDeque::new() }));
+    Ok(serve(registry, setup, ProcessLink { stream, early: VecDeque::new() }))
 }
 
 /// A worker process's side of its socket, for its jobs and for its spawner calls (read only
 /// while the calling task waits).
 struct ProcessLink {
     stream: UnixStream,
+    /// User messages read while a spawner call waited for its reply, bounded by
+    /// [`WORKER_MAILBOX_LIMIT`].
+    early: VecDeque<(TaskId, Vec<u8>)>,
 }
+
+/// How many user messages a worker process keeps that came while its task waited for a
+/// spawner call's reply; one beyond is dropped (and logged).
+const WORKER_MAILBOX_LIMIT: usize = 4096;
 
 impl ProcessLink {
     fn send(&mut self, up: &Up) -> Result<(), Error> {
@@ -96,15 +106,18 @@ impl ProcessLink {
 }
 
 impl WorkerLink for ProcessLink {
-    fn next_job(&mut self) -> Result<Option<(TaskId, RemoteCall)>, Error> {
+    fn next_job(&mut self) -> Result<Option<Job>, Error> {
         loop {
             let Some(frame) = read_frame(&mut self.stream)? else { return Ok(None) };
             match decode::<Down>(&frame)? {
-                Down::Run(task, call) => return Ok(Some((task, call))),
+                Down::Run(job) => return Ok(Some(job)),
                 Down::SpawnerReply(_) => {
                     log::debug!(target: "cos", "a spawner reply with no call waiting dropped")
                 }
                 Down::Setup(_) => log::warn!(target: "cos", "a second setup frame ignored"),
+                Down::Message { to, .. } => {
+                    log::debug!(target: "cos", "a message for ended task {to} dropped")
+                }
             }
         }
     }
@@ -128,15 +141,71 @@ impl SpawnerLink for ProcessLink {
         if !wait {
             return Ok(None);
         }
-        let frame = read_frame(&mut self.stream)?
-            .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
-        match decode::<Down>(&frame)? {
-            Down::SpawnerReply(r) => Ok(Some(r)),
-            Down::Run(t, _) => Err(machine(
-                MachineErrorKind::Protocol,
-                format!("the spawner sent task {t} to a busy worker"),
-            )),
-            Down::Setup(_) => Err(machine(MachineErrorKind::Protocol, "a setup frame during a spawner call")),
+        loop {
+            let frame = read_frame(&mut self.stream)?
+                .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
+            match decode::<Down>(&frame)? {
+                Down::SpawnerReply(r) => return Ok(Some(r)),
+                Down::Message { to, bytes } if to == task && self.early.len() < WORKER_MAILBOX_LIMIT => {
+                    self.early.push_back((to, bytes))
+                }
+                Down::Message { to, .. } => log::error!(target: "cos", "a message for task {to} dropped"),
+                Down::Run(job) => return Err(busy(job.task)),
+                Down::Setup(_) => {
+                    return Err(machine(MachineErrorKind::Protocol, "a setup frame during a spawner call"))
+                }
+            }
         }
     }
+
+    fn send_message(&mut self, task: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
+        self.send(&Up::Message { task, bytes })
+    }
+
+    fn receive_message(&mut self, task: TaskId, deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
+        while let Some((to, bytes)) = self.early.pop_front() {
+            if to == task {
+                return Ok(Some(bytes));
+            }
+        }
+        loop {
+            // Wait until a frame starts to arrive, then read it whole (the spawner writes frames
+            // whole).
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            let mut fd = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: poll(2) reads and writes `nfds` (here 1) `struct pollfd`s at `fds`; `fd` is
+            // one such struct that lives across the call, and its descriptor is the open socket
+            // `self.stream` owns.
+            let ready = unsafe { libc::poll(&mut fd, 1, ms) };
+            if ready == 0 {
+                return Ok(None);
+            }
+            if ready < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(io_error("cannot wait for a message", e));
+            }
+            let frame = read_frame(&mut self.stream)?
+                .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
+            match decode::<Down>(&frame)? {
+                Down::Message { to, bytes } if to == task => return Ok(Some(bytes)),
+                Down::Message { to, .. } => {
+                    log::debug!(target: "cos", "a message for ended task {to} dropped")
+                }
+                Down::SpawnerReply(_) => {
+                    log::debug!(target: "cos", "a spawner reply with no call waiting dropped")
+                }
+                Down::Run(job) => return Err(busy(job.task)),
+                Down::Setup(_) => log::warn!(target: "cos", "a second setup frame ignored"),
+            }
+        }
+    }
+}
+
+/// The error of a job sent to a worker whose task still runs.
+fn busy(task: TaskId) -> Error {
+    machine(MachineErrorKind::Protocol, format!("the spawner sent task {task} to a busy worker"))
 }
