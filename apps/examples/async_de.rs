@@ -33,14 +33,14 @@ struct Options {
 }
 
 const USAGE: &str =
-    "usage: async_de [--evals N] [--cost-us N] [--np N] [--seed S] [--out DIR] [--vm thread|process|mpi]";
+    "usage: async_de [--evals N] [--cost-us N] [--np N] [--seed S] [--out DIR] [--vm thread|process|mpi] [--slots N] [--hosts N]";
 
 /// The options, or `None` when help was asked for.
 fn parse_args() -> Result<Option<Options>, String> {
     let mut o = Options { evals: 20_000, cost_us: 1000, np: 20, seed: 1, out: PathBuf::from("target") };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg.starts_with("--vm=") {
+        if ["--vm=", "--slots=", "--hosts="].iter().any(|p| arg.starts_with(p)) {
             continue; // cos::start reads it
         }
         if arg == "--help" || arg == "-h" {
@@ -49,7 +49,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
         let number = |v: String| v.parse::<u64>().map_err(|_| format!("{arg}: {v:?} is not a whole number"));
         match arg.as_str() {
-            "--vm" => drop(value()?),
+            "--vm" | "--slots" | "--hosts" => drop(value()?),
             "--evals" => o.evals = number(value()?)? as usize,
             "--cost-us" => o.cost_us = number(value()?)?,
             "--np" => o.np = number(value()?)? as usize,

@@ -72,7 +72,7 @@ struct Options {
     expect_out_of_service: Option<String>,
 }
 
-const USAGE: &str = "usage: circuit [--evals N] [--np N] [--seed S] [--out DIR] [--vm thread|process|mpi] \
+const USAGE: &str = "usage: circuit [--evals N] [--np N] [--seed S] [--out DIR] [--vm thread|process|mpi] [--slots N] [--hosts N] \
 [--time-limit-ms N] [--simulator PATH] [--retries N] [--host-failure-limit K] [--inject-hang N] [--hang-sim PATH] \
 [--expect-hosts N] [--expect-path-translation] [--expect-out-of-service HOST]";
 
@@ -95,14 +95,14 @@ fn parse_args() -> Result<Option<Options>, String> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg.starts_with("--vm=") {
+        if ["--vm=", "--slots=", "--hosts="].iter().any(|p| arg.starts_with(p)) {
             continue; // cos::start_with reads it
         }
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
         let number = |v: String| v.parse::<u64>().map_err(|_| format!("{arg}: {v:?} is not a whole number"));
         match arg.as_str() {
             "--help" | "-h" => return Ok(None),
-            "--vm" => drop(value()?),
+            "--vm" | "--slots" | "--hosts" => drop(value()?),
             "--evals" => o.evals = number(value()?)? as usize,
             "--np" => o.np = number(value()?)? as usize,
             "--seed" => o.seed = number(value()?)?,

@@ -13,6 +13,10 @@ use crate::vm::{ProcessVm, Registry, ThreadVm};
 
 /// The environment variable that names the machine when the command line does not.
 const VM_ENV: &str = "COS_VM";
+/// The environment variable with the worker slots per host when `--slots` is not given.
+const SLOTS_ENV: &str = "COS_SLOTS";
+/// The environment variable with the number of hosts when `--hosts` is not given.
+const HOSTS_ENV: &str = "COS_HOSTS";
 
 /// A kind of machine that [`start`] can set up.
 ///
@@ -79,9 +83,16 @@ impl FromStr for Machine {
 ///   `MpiVm::init`.)
 /// - Otherwise it chooses the machine from `--vm <thread|process|mpi>` or `--vm=<name>` on the
 ///   command line, else from the `COS_VM` environment variable, else [`Machine::Thread`];
-///   creates it with its defaults (one slot per available core) and sets it with
-///   [`crate::set_vm`]. The `--vm` argument stays in `std::env::args`, so a program that parses
-///   its own arguments should accept it.
+///   creates it and sets it with [`crate::set_vm`].
+/// - The thread and process machines are sized by `--slots N` / `--slots=N` (worker slots per
+///   host, else `COS_SLOTS`, else [`StartOptions::slots_per_host`], else one per available
+///   core) and `--hosts N` / `--hosts=N` (simulated hosts, else `COS_HOSTS`, else
+///   [`StartOptions::hosts`], else 1): the command line wins over the environment, and both
+///   over the code, so a run is resized without a rebuild. The MPI machine ignores them with a
+///   logged note (its ranks are the launcher's).
+///
+/// These arguments are read before any `--` and stay in `std::env::args`, so a program that
+/// parses its own arguments should accept them.
 ///
 /// Worker processes are this executable started with the same arguments, so call `start`
 /// before anything that must happen once (reading input, printing a header, ...). The spawner
@@ -95,8 +106,10 @@ impl FromStr for Machine {
 /// [`Error::Vm`] for an unknown machine name, for `mpi` in a build without the `mpi` feature,
 /// under an MPI launcher without the `mpi` feature ([`MachineErrorKind::Unsupported`], saying
 /// to build with `--features mpi`) or with another machine named ([`MachineErrorKind::Config`]),
-/// or when the machine cannot be created (for example when the worker processes do not
-/// start).
+/// for a size that is not a whole number above 0 (`--slots 0`, `COS_HOSTS=many`, a flag
+/// without its value; [`MachineErrorKind::Config`], naming the flag or variable and the value,
+/// checked on every machine), or when the machine cannot be created (for example when the
+/// worker processes do not start).
 ///
 /// ```no_run
 /// static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
@@ -126,6 +139,12 @@ pub struct StartOptions {
     /// The environment of every remote task (PyOPUS's `startupDir`, `mirrorMap` and
     /// `persistentStorage` constructor options), given to the machine's builder.
     pub environment: EnvironmentSpec,
+    /// Worker slots per host of the thread and process machines, when `--slots` and
+    /// `COS_SLOTS` do not say (`None`: one per available core).
+    pub slots_per_host: Option<usize>,
+    /// Simulated hosts of the thread and process machines, when `--hosts` and `COS_HOSTS` do
+    /// not say (`None`: 1).
+    pub hosts: Option<usize>,
 }
 
 impl StartOptions {
@@ -148,6 +167,30 @@ impl StartOptions {
         self.environment = spec;
         self
     }
+
+    /// Sets the worker slots per host of the thread and process machines: the program's
+    /// default, which `--slots N` and `COS_SLOTS` override. [`start_with`] refuses 0.
+    ///
+    /// ```
+    /// let o = cos::StartOptions::new().slots_per_host(4);
+    /// assert_eq!(o.slots_per_host, Some(4));
+    /// ```
+    pub fn slots_per_host(mut self, n: usize) -> Self {
+        self.slots_per_host = Some(n);
+        self
+    }
+
+    /// Sets the simulated hosts of the thread and process machines: the program's default,
+    /// which `--hosts N` and `COS_HOSTS` override. [`start_with`] refuses 0.
+    ///
+    /// ```
+    /// let o = cos::StartOptions::new().hosts(2);
+    /// assert_eq!(o.hosts, Some(2));
+    /// ```
+    pub fn hosts(mut self, n: usize) -> Self {
+        self.hosts = Some(n);
+        self
+    }
 }
 
 /// [`start`] with `options`: the chosen machine is built with them (in a worker process they
@@ -155,7 +198,9 @@ impl StartOptions {
 ///
 /// # Errors
 /// As [`start`]; [`Error::Storage`] when the environment does not validate (checked before
-/// any machine is made, on every rank of an MPI job alike).
+/// any machine is made, on every rank of an MPI job alike); [`Error::Vm`] with
+/// [`MachineErrorKind::Config`] when [`StartOptions::slots_per_host`] or
+/// [`StartOptions::hosts`] is 0 and no flag or variable overrides it.
 ///
 /// ```no_run
 /// static LS: cos::RemoteFn<(), Vec<String>> = cos::RemoteFn::new("ls", |()| {
@@ -178,17 +223,43 @@ pub fn start_with(registry: Registry, options: StartOptions) -> Result<Machine, 
     }
     let machine = choose(std::env::args_os().skip(1), std::env::var_os(VM_ENV))?;
     let machine = under_mpirun(machine, mpi_launch(|v| std::env::var(v).ok()))?;
+    let size = sizing(
+        std::env::args_os().skip(1),
+        |v| std::env::var_os(v),
+        Size { slots_per_host: options.slots_per_host, hosts: options.hosts },
+    )?;
     let environment = validated(options.environment)?;
     log::debug!(target: "cos", "starting the {machine} machine");
     match machine {
         Machine::Thread => {
-            crate::os::set_vm(ThreadVm::builder(registry).environment(environment)?.build())?;
+            let mut builder = ThreadVm::builder(registry).environment(environment)?;
+            if let Some(n) = size.slots_per_host {
+                builder = builder.slots_per_host(n);
+            }
+            if let Some(n) = size.hosts {
+                builder = builder.hosts(n);
+            }
+            crate::os::set_vm(builder.build())?;
         }
         Machine::Process => {
-            crate::os::set_vm(ProcessVm::builder(registry).environment(environment)?.build()?)?;
+            let mut builder = ProcessVm::builder(registry).environment(environment)?;
+            if let Some(n) = size.slots_per_host {
+                builder = builder.slots_per_host(n);
+            }
+            if let Some(n) = size.hosts {
+                builder = builder.hosts(n);
+            }
+            crate::os::set_vm(builder.build()?)?;
         }
         #[cfg(feature = "mpi")]
         Machine::Mpi => {
+            if size != Size::default() {
+                log::info!(
+                    target: "cos",
+                    "the MPI machine ignores --slots/--hosts (COS_SLOTS/COS_HOSTS, StartOptions): \
+                     its ranks are the launcher's (mpirun -n)"
+                );
+            }
             crate::os::set_vm(crate::vm::MpiVm::init_with(registry, environment)?)?;
         }
         #[cfg(not(feature = "mpi"))]
@@ -273,6 +344,87 @@ fn choose(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> Re
     }
 }
 
+/// The size of a thread or process machine; `None` leaves the builder's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Size {
+    slots_per_host: Option<usize>,
+    hosts: Option<usize>,
+}
+
+/// The size from the command line (`--slots N`, `--slots=N`, `--hosts N`, `--hosts=N`, the
+/// first of each before any `--`), else from the environment (`COS_SLOTS`, `COS_HOSTS`; empty
+/// is unset), else from the code (`code`). Every value given must be a whole number above 0.
+fn sizing(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
+    code: Size,
+) -> Result<Size, Error> {
+    let mut slots_flag = None;
+    let mut hosts_flag = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        for (flag, found) in [("--slots", &mut slots_flag), ("--hosts", &mut hosts_flag)] {
+            if found.is_some() {
+                continue;
+            }
+            if arg == flag {
+                let value = args.next().ok_or_else(|| {
+                    machine(MachineErrorKind::Config, format!("{flag} needs a number (for example {flag} 4)"))
+                })?;
+                *found = Some(count(flag, &value)?);
+                break;
+            }
+            if let Some(value) =
+                arg.to_str().and_then(|a| a.strip_prefix(flag)).and_then(|a| a.strip_prefix('='))
+            {
+                *found = Some(count(flag, value.as_ref())?);
+                break;
+            }
+        }
+    }
+    let from_env = |name: &str| match env(name) {
+        Some(value) if !value.is_empty() => count(name, &value).map(Some),
+        _ => Ok(None),
+    };
+    let positive = |what: &str, n: Option<usize>| match n {
+        Some(0) => Err(machine(
+            MachineErrorKind::Config,
+            format!("StartOptions::{what}(0): the machine needs at least 1"),
+        )),
+        n => Ok(n),
+    };
+    Ok(Size {
+        slots_per_host: match slots_flag {
+            Some(n) => Some(n),
+            None => match from_env(SLOTS_ENV)? {
+                Some(n) => Some(n),
+                None => positive("slots_per_host", code.slots_per_host)?,
+            },
+        },
+        hosts: match hosts_flag {
+            Some(n) => Some(n),
+            None => match from_env(HOSTS_ENV)? {
+                Some(n) => Some(n),
+                None => positive("hosts", code.hosts)?,
+            },
+        },
+    })
+}
+
+/// A size given as `source` (a flag or an environment variable): a whole number above 0.
+fn count(source: &str, value: &std::ffi::OsStr) -> Result<usize, Error> {
+    match value.to_str().map(|v| v.trim().parse::<usize>()) {
+        Some(Ok(n)) if n > 0 => Ok(n),
+        _ => Err(machine(
+            MachineErrorKind::Config,
+            format!("{source} {value:?} is not a whole number above 0"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +496,90 @@ mod tests {
         assert!(
             matches!(choose(args(&[]), Some("cluster".into())), Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Config)
         );
+    }
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+        move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| OsString::from(v))
+    }
+
+    fn sized(slots_per_host: Option<usize>, hosts: Option<usize>) -> Size {
+        Size { slots_per_host, hosts }
+    }
+
+    fn is_config(r: Result<Size, Error>) -> bool {
+        matches!(r, Err(Error::Vm(e)) if e.kind() == MachineErrorKind::Config)
+    }
+
+    #[test]
+    fn without_a_size_the_builder_s_defaults_stay() {
+        assert_eq!(
+            sizing(args(&["input.txt", "--vm", "process"]), env(&[]), Size::default()),
+            Ok(Size::default())
+        );
+        assert_eq!(
+            sizing(args(&[]), env(&[("COS_SLOTS", ""), ("COS_HOSTS", "")]), Size::default()),
+            Ok(Size::default())
+        );
+    }
+
+    #[test]
+    fn the_command_line_sizes_the_machine_among_the_program_s_flags() {
+        let a = args(&["-x", "--slots", "3", "data.txt", "--vm", "process", "--hosts=2", "--np", "8"]);
+        assert_eq!(sizing(a.clone(), env(&[]), Size::default()), Ok(sized(Some(3), Some(2))));
+        assert_eq!(a[2], "3", "the arguments are read, not consumed");
+        assert_eq!(sizing(args(&["--slots=5"]), env(&[]), Size::default()), Ok(sized(Some(5), None)));
+        assert_eq!(sizing(args(&["--hosts", "4"]), env(&[]), Size::default()), Ok(sized(None, Some(4))));
+        assert_eq!(
+            sizing(args(&["--slots", "2", "--slots", "9"]), env(&[]), Size::default()),
+            Ok(sized(Some(2), None))
+        );
+    }
+
+    #[test]
+    fn arguments_after_a_double_dash_do_not_size_the_machine() {
+        assert_eq!(
+            sizing(args(&["--", "--slots", "3", "--hosts=0"]), env(&[]), Size::default()),
+            Ok(Size::default())
+        );
+    }
+
+    #[test]
+    fn the_environment_sizes_the_machine() {
+        let e = env(&[("COS_SLOTS", "6"), ("COS_HOSTS", " 3 ")]);
+        assert_eq!(sizing(args(&[]), e, Size::default()), Ok(sized(Some(6), Some(3))));
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_and_both_over_the_code() {
+        let code = sized(Some(7), Some(5));
+        let e = || env(&[("COS_SLOTS", "6"), ("COS_HOSTS", "3")]);
+        assert_eq!(sizing(args(&["--slots", "2"]), e(), code), Ok(sized(Some(2), Some(3))));
+        assert_eq!(sizing(args(&["--hosts=1"]), e(), code), Ok(sized(Some(6), Some(1))));
+        assert_eq!(sizing(args(&[]), env(&[("COS_HOSTS", "3")]), code), Ok(sized(Some(7), Some(3))));
+        assert_eq!(sizing(args(&[]), env(&[]), code), Ok(code));
+    }
+
+    #[test]
+    fn bad_sizes_are_config_errors() {
+        let none = Size::default();
+        for a in [
+            &["--slots", "0"][..],
+            &["--slots=0"],
+            &["--hosts", "many"],
+            &["--hosts=-1"],
+            &["--slots="],
+            &["--slots"],
+            &["--hosts", "2.5"],
+        ] {
+            assert!(is_config(sizing(args(a), env(&[]), none)), "{a:?}");
+        }
+        assert!(is_config(sizing(args(&[]), env(&[("COS_SLOTS", "0")]), none)));
+        assert!(is_config(sizing(args(&[]), env(&[("COS_HOSTS", "two")]), none)));
+        assert!(is_config(sizing(args(&[]), env(&[]), sized(Some(0), None))));
+        assert!(is_config(sizing(args(&[]), env(&[]), sized(None, Some(0)))));
+        // A flag overrides a bad environment or code value, as it overrides a good one.
+        assert_eq!(sizing(args(&["--slots", "2"]), env(&[]), sized(Some(0), None)), Ok(sized(Some(2), None)));
+        // A bad environment value is an error even when the flag is given for the other size.
+        assert!(is_config(sizing(args(&["--slots", "2"]), env(&[("COS_HOSTS", "0")]), none)));
     }
 }
