@@ -67,7 +67,7 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
         let func = f.func();
         let spawn = encode(&args).map(|bytes| {
             Box::new(RemoteSpawn {
-                call: RemoteCall { function: f.name().into(), args: bytes },
+                call: RemoteCall { function: f.name().into(), args: bytes, send_back: true },
                 decode: decode_value::<R>,
                 local: Rc::new(move |bytes: Vec<u8>| decode::<A>(&bytes).map(|a| Value::new(func(a)))),
                 target: None,
@@ -166,6 +166,30 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
     /// ```
     pub fn time_limit(self, limit: std::time::Duration) -> Self {
         self.set(|s| s.limit = Some(limit))
+    }
+
+    /// Does not send the function's value back (PyOPUS's `sendBack=False`): the remote
+    /// function runs as usual, but its worker drops the value unencoded and reports only the
+    /// task's end. A failure (a panic, a stack overflow, a lost worker, a time limit) still
+    /// comes back as the task's error. The task's value is therefore `()`: the spawn becomes a
+    /// `Spawn<()>` and its task a `Task<()>`, joined as `Ok(())`. The function's value type
+    /// need not encode (its `Serialize` is never called remotely); a local fallback task runs
+    /// the function and drops its value too.
+    ///
+    /// ```
+    /// static ONE: cos::RemoteFn<(), u8> = cos::RemoteFn::new("one", |()| 1);
+    /// let s: cos::Spawned<()> = cos::Spawn::new(&ONE, ()).no_send_back().start().unwrap();
+    /// assert_eq!(cos::join(s.task).unwrap(), ());
+    /// ```
+    pub fn no_send_back(self) -> Spawn<()> {
+        let spawn = self.spawn.map(|mut s| {
+            s.call.send_back = false;
+            s.decode = |_| Ok(Value::new(()));
+            let local = Rc::clone(&s.local);
+            s.local = Rc::new(move |bytes: Vec<u8>| local(bytes).map(|_| Value::new(())));
+            s
+        });
+        Spawn { spawn, marker: PhantomData }
     }
 
     /// Starts the task.

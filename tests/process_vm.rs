@@ -377,6 +377,16 @@ fn no_core_dumps() {
     }
 }
 
+/// A value not sent back is never encoded: the worker that would break encoding it serves on.
+fn a_value_not_sent_back_is_not_encoded() {
+    assert!(cos::set_vm(machine(1, 1)).unwrap());
+    let before = pid_of_worker();
+    let s: cos::Spawned<()> = Spawn::new(&ESCAPES, ()).no_send_back().start().unwrap();
+    assert!(s.task_id.is_some(), "it ran remotely");
+    assert_eq!(cos::join(s.task), Ok(()));
+    assert_eq!(pid_of_worker(), before);
+}
+
 fn main() {
     no_core_dumps();
     hold_while_asked();
@@ -388,6 +398,7 @@ fn main() {
         ("jobs_run_in_other_processes", jobs_run_in_other_processes),
         ("hosts_are_targeted", hosts_are_targeted),
         ("a_caught_panic_keeps_the_worker", a_caught_panic_keeps_the_worker),
+        ("a_value_not_sent_back_is_not_encoded", a_value_not_sent_back_is_not_encoded),
         ("a_stack_overflow_retires_the_worker", a_stack_overflow_retires_the_worker),
         (
             "a_job_after_an_overflow_does_not_inherit_a_held_lock",

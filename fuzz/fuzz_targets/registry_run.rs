@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let registry = Registry::new().with(&SCORE).with(&PAIR);
     // The arguments as bytes for each registered function.
     for name in ["score", "pair"] {
-        let call = RemoteCall { function: name.to_string().into(), args: data.to_vec() };
+        let call = RemoteCall { function: name.to_string().into(), args: data.to_vec(), send_back: true };
         match registry.run(&call) {
             Ok(bytes) => assert!(!bytes.is_empty()),
             Err(f) if f.kind == RemoteErrorKind::BadArguments => {}

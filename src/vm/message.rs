@@ -85,6 +85,10 @@ pub struct RemoteCall {
     pub function: Cow<'static, str>,
     /// The arguments, postcard-encoded.
     pub args: Vec<u8>,
+    /// Whether the worker sends the function's value back (PyOPUS's `sendBack`, default
+    /// `true`). When `false` the worker drops the value without encoding it and reports only
+    /// the task's end, with empty bytes (a failure is still reported as usual).
+    pub send_back: bool,
 }
 
 impl RemoteCall {
@@ -98,7 +102,18 @@ impl RemoteCall {
     /// assert!(!c.args.is_empty());
     /// ```
     pub fn new<A: Serialize>(function: &str, args: &A) -> Result<Self, Error> {
-        Ok(RemoteCall { function: Cow::Owned(function.to_string()), args: encode(args)? })
+        Ok(RemoteCall { function: Cow::Owned(function.to_string()), args: encode(args)?, send_back: true })
+    }
+
+    /// This call with its value sent back or not (PyOPUS's `sendBack`; see
+    /// [`RemoteCall::send_back`]).
+    ///
+    /// ```
+    /// let c = cos::RemoteCall::new("f", &1u8).unwrap().with_send_back(false);
+    /// assert!(!c.send_back);
+    /// ```
+    pub fn with_send_back(self, send_back: bool) -> Self {
+        RemoteCall { send_back, ..self }
     }
 }
 
@@ -111,7 +126,8 @@ pub(crate) struct Job {
     pub(crate) host: HostId,
     /// The spawner's task id.
     pub(crate) parent: TaskId,
-    /// The call.
+    /// The call, with its `send_back`: when `false` the serving loop's registry drops the
+    /// value unencoded and reports the job's end with empty bytes.
     pub(crate) call: RemoteCall,
 }
 

@@ -68,7 +68,9 @@ impl<A, R> fmt::Debug for RemoteFn<A, R> {
     }
 }
 
-type Entry = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, RemoteFailure> + Send + Sync>;
+/// A registered function: decodes the arguments, runs it and, when the second argument (the
+/// call's `send_back`) says so, encodes its value.
+type Entry = Box<dyn Fn(&[u8], bool) -> Result<Vec<u8>, RemoteFailure> + Send + Sync>;
 
 /// The remote functions a worker may run, by name. Nothing else runs there.
 ///
@@ -143,13 +145,25 @@ impl Registry {
             };
         }
         let func = f.func;
-        let entry: Entry = Box::new(move |bytes: &[u8]| {
+        let entry: Entry = Box::new(move |bytes: &[u8], send_back: bool| {
             let args: A = decode(bytes)
                 .map_err(|e| RemoteFailure::new(RemoteErrorKind::BadArguments, e.to_string()))?;
-            match panic::catch_unwind(AssertUnwindSafe(|| func(args))) {
-                Ok(r) => {
+            // A value not sent back is dropped here, so that a panic in its destructor is the
+            // job's failure like one in the function.
+            let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+                let r = func(args);
+                if send_back {
+                    Some(r)
+                } else {
+                    drop(r);
+                    None
+                }
+            }));
+            match ran {
+                Ok(Some(r)) => {
                     encode(&r).map_err(|e| RemoteFailure::new(RemoteErrorKind::BadResult, e.to_string()))
                 }
+                Ok(None) => Ok(Vec::new()),
                 Err(p) => Err(RemoteFailure::new(RemoteErrorKind::Panicked, panic_text(&*p))),
             }
         });
@@ -171,7 +185,8 @@ impl Registry {
     }
 
     /// Runs a call: decodes its arguments, runs the function (catching a panic) and encodes the
-    /// result.
+    /// result; for a call whose [`send_back`](RemoteCall::send_back) is `false`, drops the
+    /// result unencoded and gives empty bytes.
     ///
     /// # Errors
     /// An unknown name, arguments that do not decode, or a panic in the function.
@@ -181,10 +196,15 @@ impl Registry {
     /// let err = reg.run(&cos::RemoteCall::new("nope", &()).unwrap()).unwrap_err();
     /// assert_eq!(err.kind, cos::RemoteErrorKind::UnknownFunction);
     /// assert_eq!(err.message, "nope");
+    ///
+    /// static ONE: cos::RemoteFn<(), u64> = cos::RemoteFn::new("one", |()| 1);
+    /// let reg = cos::Registry::new().with(&ONE);
+    /// let call = cos::RemoteCall::new("one", &()).unwrap().with_send_back(false);
+    /// assert_eq!(reg.run(&call).unwrap(), Vec::<u8>::new());
     /// ```
     pub fn run(&self, call: &RemoteCall) -> Result<Vec<u8>, RemoteFailure> {
         match self.map.get(&*call.function) {
-            Some((_, f)) => f(&call.args),
+            Some((_, f)) => f(&call.args, call.send_back),
             None => Err(RemoteFailure::new(RemoteErrorKind::UnknownFunction, call.function.to_string())),
         }
     }

@@ -14,6 +14,9 @@
 //!   process; an MPI rank goes out of service);
 //! - a panic that escapes the registry (a value whose encoding panics) reports the job lost and
 //!   ends the worker the same way;
+//! - a job whose call has `send_back` off (PyOPUS's `sendBack=False`) reports its end with
+//!   empty bytes: the registry drops the function's value without encoding it; a failure is
+//!   reported as for any job;
 //! - the spawner calls of [`crate::spawner_call`] go through the link the machine installed;
 //! - each job runs in its task environment (`setup::run_job`): prepared before the
 //!   function (a failure is the job's [`RemoteErrorKind::Environment`] failure), entered while
@@ -205,6 +208,22 @@ mod tests {
             end,
             (End::HungUp, vec![Report::Finished { task: task(1), result: Ok(eight), retire: false }])
         );
+    }
+
+    #[test]
+    fn a_job_not_sent_back_reports_empty_bytes() {
+        let reports = std::thread::spawn(|| {
+            let reports = Rc::default();
+            let mut quiet = job(1, "double", &4u32);
+            quiet.call.send_back = false;
+            let link = ListLink { jobs: vec![quiet], reports: Rc::clone(&reports) };
+            serve(&Registry::new().with(&DOUBLE), WorkerSetup::default(), link);
+            let r = reports.borrow().clone();
+            r
+        })
+        .join()
+        .unwrap();
+        assert_eq!(reports, vec![Report::Finished { task: task(1), result: Ok(Vec::new()), retire: false }]);
     }
 
     #[test]
