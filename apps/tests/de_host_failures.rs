@@ -61,7 +61,13 @@ fn a_failing_host_is_retried_around_and_taken_out_of_service() {
     assert!(failed_on.iter().all(|h| *h == bad), "failures only on the broken host: {failed_on:?}");
     assert_eq!(retried, failed_on.len(), "each failure was retried (the other host evaluates)");
     assert_eq!(out, vec![bad.clone()], "the broken host, and only it, was taken out of service once");
-    assert_eq!(failed_on.len(), 3, "after 3 failures in a row no evaluation went there");
+    // The third failure takes the host out of service when the optimizer sees it; the slot it
+    // freed may already have gone to a spawn that was waiting for any host, so at most one more
+    // evaluation (one per slot of that host) can fail there, and it is retried like the others.
+    assert!(
+        (3..=4).contains(&failed_on.len()),
+        "after 3 failures in a row at most the one evaluation already sent went there: {failed_on:?}"
+    );
     assert_eq!(evaluated_on.len(), 120);
     assert!(evaluated_on.iter().all(|h| *h != bad), "nothing was evaluated on the broken host");
 }
