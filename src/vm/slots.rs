@@ -185,6 +185,38 @@ impl Slots {
     }
 }
 
+/// The [`VirtualMachine`](crate::VirtualMachine) queries that a machine keeping its slots in a
+/// `slots: Slots` field answers from it alone (`slots`, `free_slots`, `hosts`,
+/// `hosts_with_free_slots`, `host_id`, `slots_on`), written once for every such machine.
+macro_rules! slot_queries {
+    () => {
+        fn slots(&self) -> usize {
+            self.slots.len() + 1
+        }
+
+        fn free_slots(&self) -> usize {
+            self.slots.free()
+        }
+
+        fn hosts(&self) -> Vec<$crate::vm::HostId> {
+            self.slots.hosts()
+        }
+
+        fn hosts_with_free_slots(&self) -> Vec<$crate::vm::HostId> {
+            self.slots.hosts_with_free_slots()
+        }
+
+        fn host_id(&self, task: Option<$crate::vm::TaskId>) -> Option<$crate::vm::HostId> {
+            self.slots.host_id(task)
+        }
+
+        fn slots_on(&self, host: &$crate::vm::HostId) -> Option<usize> {
+            Some(self.slots.count_on(host))
+        }
+    };
+}
+pub(crate) use slot_queries;
+
 #[cfg(test)]
 mod tests {
     use super::*;

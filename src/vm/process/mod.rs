@@ -558,29 +558,8 @@ impl fmt::Debug for ProcessVm {
 }
 
 impl VirtualMachine for ProcessVm {
-    fn slots(&self) -> usize {
-        self.slots.len() + 1
-    }
-
-    fn free_slots(&self) -> usize {
-        self.slots.free()
-    }
-
-    fn hosts(&self) -> Vec<HostId> {
-        self.slots.hosts()
-    }
-
-    fn hosts_with_free_slots(&self) -> Vec<HostId> {
-        self.slots.hosts_with_free_slots()
-    }
-
-    fn host_id(&self, task: Option<TaskId>) -> Option<HostId> {
-        self.slots.host_id(task)
-    }
-
-    fn slots_on(&self, host: &HostId) -> Option<usize> {
-        Some(self.slots.count_on(host))
-    }
+    // The queries every machine answers from its slot core.
+    crate::vm::slots::slot_queries!();
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
