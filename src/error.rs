@@ -120,7 +120,8 @@ pub enum Error {
     DuplicateFunction(String),
     /// The task was cancelled before it finished.
     Cancelled(Tid),
-    /// A deadline passed: a join's, or a remote task's own.
+    /// The remote task ran past its [`Spawn::time_limit`](crate::Spawn::time_limit) and was
+    /// stopped by its machine: the task has ended.
     Timeout,
     /// The local task overflowed its stack (it hit its guard page).
     StackOverflow(Tid),
@@ -146,6 +147,76 @@ pub enum Error {
     },
     /// A task group that no longer exists (its owner finished).
     UnknownGroup,
+    /// [`join_timeout`](crate::join_timeout) waited its whole time and none of the tasks it
+    /// named finished: the call gave up, the tasks run on and stay joinable.
+    JoinTimeout,
+}
+
+/// Which of the two kinds of failure an [`Error`] is: the joined task ended without its value,
+/// or the call itself failed (as tokio's `JoinError` against the errors of the call).
+///
+/// ```
+/// let task = cos::spawn(|| -> u8 { panic!("boom") }).unwrap();
+/// let e = cos::join(task).unwrap_err();
+/// assert_eq!(e.class(), cos::ErrorClass::TaskEnded);
+/// assert_eq!(cos::Error::NoFreeSlot.class(), cos::ErrorClass::CallFailed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The task ended without its value: it panicked, overflowed its stack, was cancelled, ran
+    /// past its time limit, failed on its worker, or its worker was lost. The join worked; the
+    /// task is gone.
+    TaskEnded,
+    /// The call failed: it was misused (a wrong tid, a wrong context, a group of another task),
+    /// found no slot, gave up waiting, or the machine, the storage or an external program
+    /// failed. Any task it named is as it was.
+    CallFailed,
+}
+
+impl Error {
+    /// Whether the joined task ended without its value or the call failed.
+    ///
+    /// ```
+    /// assert_eq!(cos::Error::Timeout.class(), cos::ErrorClass::TaskEnded);
+    /// assert_eq!(cos::Error::JoinTimeout.class(), cos::ErrorClass::CallFailed);
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Panicked { .. }
+            | Error::StackOverflow(_)
+            | Error::Cancelled(_)
+            | Error::Timeout
+            | Error::Remote(_)
+            | Error::WorkerLost(_) => ErrorClass::TaskEnded,
+            Error::JoinScheduler
+            | Error::UnknownTask(_)
+            | Error::NotAChild { .. }
+            | Error::Deadlock(_)
+            | Error::StackAlloc(_)
+            | Error::TypeMismatch(_)
+            | Error::NoFreeSlot
+            | Error::Decode(_)
+            | Error::Vm(_)
+            | Error::DuplicateFunction(_)
+            | Error::Storage(_)
+            | Error::Process(_)
+            | Error::WrongContext(_)
+            | Error::MachineInUse { .. }
+            | Error::NotGroupOwner { .. }
+            | Error::UnknownGroup
+            | Error::JoinTimeout => ErrorClass::CallFailed,
+        }
+    }
+
+    /// Whether this is [`ErrorClass::TaskEnded`]: the task is gone, its value will never come.
+    ///
+    /// ```
+    /// assert!(cos::Error::Cancelled(cos::Tid(2)).task_ended());
+    /// assert!(!cos::Error::UnknownTask(cos::Tid(2)).task_ended());
+    /// ```
+    pub fn task_ended(&self) -> bool {
+        self.class() == ErrorClass::TaskEnded
+    }
 }
 
 impl fmt::Display for Error {
@@ -165,7 +236,7 @@ impl fmt::Display for Error {
             Error::Vm(e) => write!(f, "virtual machine: {e}"),
             Error::DuplicateFunction(n) => write!(f, "two remote functions are registered as {n:?}"),
             Error::Cancelled(t) => write!(f, "task {t} was cancelled"),
-            Error::Timeout => f.write_str("deadline passed"),
+            Error::Timeout => f.write_str("the task ran past its time limit"),
             Error::StackOverflow(t) => write!(f, "task {t} overflowed its stack"),
             Error::Storage(e) => write!(f, "storage: {e}"),
             Error::Process(e) => write!(f, "external program: {e}"),
@@ -177,6 +248,7 @@ impl fmt::Display for Error {
                 write!(f, "task {caller} uses a task group of task {owner}")
             }
             Error::UnknownGroup => f.write_str("the task group is gone"),
+            Error::JoinTimeout => f.write_str("no task finished before the join's deadline"),
         }
     }
 }

@@ -62,7 +62,7 @@ pub use environment::{
     ProcessError, ProcessErrorKind, ProcessGroup, StartupDir, StorageError, StorageErrorKind,
     TaskEnvironment, WorkerIdentity, KILL_GRACE,
 };
-pub use error::{DeadlockReport, Error, WaitReason};
+pub use error::{DeadlockReport, Error, ErrorClass, WaitReason};
 pub use group::TaskGroup;
 pub use identity::{format_spawner_config, remote_task, RemoteTaskInfo};
 pub use messages::{receive_message, send_message, SPAWNER_MAILBOX_LIMIT};

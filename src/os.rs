@@ -161,14 +161,14 @@ fn join_call(tids: &[Tid], block: bool, deadline: Option<Instant>) -> Result<Opt
 /// A blocking [`join_list`] that gives up after `timeout`.
 ///
 /// # Errors
-/// [`Error::Timeout`] when no listed child finished in time (the children run on), or an error
-/// as in [`join_list`].
+/// [`Error::JoinTimeout`] when no listed child finished in time (the children run on), or an
+/// error as in [`join_list`].
 ///
 /// ```
 /// use std::time::Duration;
 /// let slow = cos::spawn(|| loop { cos::yield_now() }).unwrap();
 /// let r = cos::join_timeout(&[slow.tid()], Duration::from_millis(10));
-/// assert_eq!(r.unwrap_err(), cos::Error::Timeout);
+/// assert_eq!(r.unwrap_err(), cos::Error::JoinTimeout);
 /// assert_eq!(cos::cancel(slow.tid()), Ok(true));
 /// ```
 pub fn join_timeout(tids: &[Tid], timeout: Duration) -> Result<Option<Joined>, Error> {

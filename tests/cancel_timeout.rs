@@ -116,7 +116,8 @@ fn join_timeout_gives_up_and_the_child_runs_on() {
     })
     .unwrap();
     let r = cos::join_timeout(&[t.tid()], Duration::ZERO);
-    assert_eq!(r.unwrap_err(), Error::Timeout);
+    assert_eq!(r.unwrap_err(), Error::JoinTimeout);
+    assert_eq!(Error::JoinTimeout.class(), cos::ErrorClass::CallFailed, "the task runs on");
     assert_eq!(cos::join(t), Ok(7));
     // A join that can succeed in time does.
     let u = cos::spawn(|| 8).unwrap();
@@ -128,7 +129,7 @@ fn join_timeout_gives_up_and_the_child_runs_on() {
 fn join_timeout_with_only_remote_work_waits_in_the_machine() {
     cos::set_vm(ThreadVm::builder(Registry::new().with(&GATED)).slots_per_host(1).build()).unwrap();
     let t = cos::spawn_remote(&GATED, 0).unwrap();
-    assert_eq!(cos::join_timeout(&[t.tid()], Duration::from_millis(1)).unwrap_err(), Error::Timeout);
+    assert_eq!(cos::join_timeout(&[t.tid()], Duration::from_millis(1)).unwrap_err(), Error::JoinTimeout);
     open_gate(0);
     assert_eq!(cos::join(t), Ok(0));
     cos::finalize();

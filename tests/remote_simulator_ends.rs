@@ -87,7 +87,7 @@ fn reported(tid: Tid) -> Pids {
             return p;
         }
         match cos::join_timeout(&[tid], Duration::from_millis(10)) {
-            Err(Error::Timeout) => {}
+            Err(Error::JoinTimeout) => {}
             other => panic!("the task ended before it reported: {other:?}"),
         }
     }

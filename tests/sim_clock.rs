@@ -26,7 +26,7 @@ fn a_timed_join_expires_at_its_virtual_deadline() {
     cos::set_vm(sim()).unwrap();
     let t0 = now();
     let task = cos::spawn_remote(&TAKES, 2 * HOUR).unwrap();
-    assert_eq!(cos::join_timeout(&[task.tid()], Duration::from_secs(HOUR)).unwrap_err(), Error::Timeout);
+    assert_eq!(cos::join_timeout(&[task.tid()], Duration::from_secs(HOUR)).unwrap_err(), Error::JoinTimeout);
     assert_eq!(now() - t0, Duration::from_secs(HOUR), "the clock stopped at the deadline");
     assert_eq!(cos::join(task), Ok(2 * HOUR));
     assert_eq!(now() - t0, Duration::from_secs(2 * HOUR), "the task ended at its latency");
@@ -54,7 +54,7 @@ fn a_timed_join_of_a_local_task_follows_the_virtual_clock_too() {
     // A local task that waits for a long remote task of its own.
     let waiter = cos::spawn(|| cos::join(cos::spawn_remote(&TAKES, 20 * HOUR).unwrap())).unwrap();
     let r = cos::join_timeout(&[waiter.tid()], Duration::from_secs(10 * HOUR));
-    assert_eq!(r.unwrap_err(), Error::Timeout);
+    assert_eq!(r.unwrap_err(), Error::JoinTimeout);
     assert_eq!(now() - t0, Duration::from_secs(10 * HOUR));
     assert_eq!(cos::join(waiter), Ok(Ok(20 * HOUR)));
     assert_eq!(now() - t0, Duration::from_secs(20 * HOUR));

@@ -79,8 +79,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Wakes the tasks whose deadline passed: a blocked join returns [`Error::Timeout`]; a
-    /// remote task is cancelled with it.
+    /// Wakes the tasks whose deadline passed: a blocked join returns
+    /// [`Error::JoinTimeout`]; a remote task is cancelled with [`Error::Timeout`].
     pub(crate) fn expire_timers(&mut self) {
         let now = self.now();
         while let Some((at, tid)) = self.timers.pop_due(now) {
@@ -98,7 +98,7 @@ impl Scheduler {
                 self.reply(tid, SysReturn::Received(Ok(None)));
             } else if matches!(e.state, State::Waiting(_)) {
                 log::debug!(target: "cos", "task {tid}: join deadline passed");
-                self.reply(tid, SysReturn::Joined(Err(Error::Timeout)));
+                self.reply(tid, SysReturn::Joined(Err(Error::JoinTimeout)));
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use cos::{HostId, RemoteFn, Spawn, Tid};
+use cos::{HostId, RemoteFn, Spawn, TaskGroup, Tid};
 
 use super::error::{Error, InvalidArgument};
 use super::evaluation::{Evaluation, Observed};
@@ -435,7 +435,8 @@ impl De {
         let initial = self.initial_population(&mut rng);
         let mut pop = Population { x: initial.clone(), cost: vec![f64::INFINITY; self.np] };
         let mut pending: HashMap<Tid, Pending> = HashMap::new();
-        let mut tids: Vec<Tid> = Vec::new();
+        // The evaluations under way, joined as one set (the lowest finished tid first).
+        let mut group = TaskGroup::new();
         let mut history: Vec<f64> = Vec::with_capacity(self.max_evals);
         let mut best = (f64::INFINITY, initial[0].clone());
         let mut spawned = 0usize;
@@ -486,8 +487,12 @@ impl De {
                 match spawn.start() {
                     Ok(s) => {
                         job.host = s.host.clone();
-                        tids.push(s.task.tid());
-                        pending.insert(s.task.tid(), job);
+                        let tid = s.task.tid();
+                        if let Err(e) = group.add(s.task) {
+                            failure = Some(Error::Os(e));
+                            break;
+                        }
+                        pending.insert(tid, job);
                         if !retry {
                             spawned += 1;
                         }
@@ -501,7 +506,7 @@ impl De {
                 // Worker slots running an evaluation (without a machine: evaluations under way).
                 let busy = match (cos::slots(), cos::free_slots()) {
                     (Some(slots), Some(free)) => slots.saturating_sub(1 + free),
-                    _ => tids.len(),
+                    _ => group.len(),
                 };
                 let p = Progress {
                     evals: reported,
@@ -512,13 +517,13 @@ impl De {
                 };
                 observe(Observed::Progress(&p));
             }
-            if tids.is_empty() {
+            if group.is_empty() {
                 break;
             }
-            let joined = match cos::join_list(&tids, true) {
+            let joined = match group.join_next() {
                 Ok(Some(j)) => j,
                 Ok(None) => {
-                    failure.get_or_insert(Error::Vanished { pending: tids.len() });
+                    failure.get_or_insert(Error::Vanished { pending: pending.len() });
                     break;
                 }
                 Err(e) => {
@@ -526,7 +531,6 @@ impl De {
                     break;
                 }
             };
-            tids.retain(|&t| t != joined.tid);
             let job = pending.remove(&joined.tid).expect("joined one of its evaluations");
             let value = joined.value::<R>();
             let f = match &value {
