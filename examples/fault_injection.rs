@@ -20,6 +20,7 @@
 //! | `kill` | reports its pid and waits; the spawner sends its worker SIGKILL | `Error::WorkerLost`, cause `Signal(SIGKILL)`; replaced | process |
 //! | `stop` | reports its pid and waits; the spawner stops its worker (SIGSTOP), continues it (SIGCONT) `--stop-ms` later and tells the job to go on | its value | process |
 //! | `freeze` | as `stop`, but the worker is never continued, past the job's `time_limit` | `Error::Timeout`; the stopped worker is killed and replaced | process |
+//! | `garbage` | writes what is not a frame on its worker's socket (a length beyond the limit, or bytes that do not decode) | `Error::WorkerLost`, cause `Connection`; replaced | process |
 //! | `oversized` | returns more bytes than a frame may hold (only with `--oversized`) | process: `Error::WorkerLost`, cause `Exit(1)` or `Signal(SIGKILL)` (the worker cannot send it, ends, and is replaced; no error says why); thread: its value | thread, process |
 //!
 //! Every other job returns a value computed from its index and the seed, checked in the
@@ -81,11 +82,12 @@ enum Kind {
     Kill,
     Stop,
     Freeze,
+    Garbage,
     Oversized,
 }
 
 impl Kind {
-    const FAULTS: [Kind; 10] = [
+    const FAULTS: [Kind; 11] = [
         Kind::Panic,
         Kind::Overflow,
         Kind::Unencodable,
@@ -95,6 +97,7 @@ impl Kind {
         Kind::Kill,
         Kind::Stop,
         Kind::Freeze,
+        Kind::Garbage,
         Kind::Oversized,
     ];
 
@@ -110,6 +113,7 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Stop => "stop",
             Kind::Freeze => "freeze",
+            Kind::Garbage => "garbage",
             Kind::Oversized => "oversized",
         }
     }
@@ -151,6 +155,7 @@ impl Kind {
             Kind::Abort => "WorkerLost(Signal(6))",
             Kind::Hang | Kind::Freeze => "Timeout",
             Kind::Kill => "WorkerLost(Signal(9))",
+            Kind::Garbage => "WorkerLost(Connection)",
             Kind::Oversized if process => "WorkerLost(Exit(1) or Signal(9))",
             Kind::Oversized => "its value",
         }
@@ -170,6 +175,7 @@ impl Kind {
             Kind::Abort => lost(&|c| *c == LostCause::Signal(libc::SIGABRT)),
             Kind::Hang | Kind::Freeze => matches!(r, Err(Error::Timeout)),
             Kind::Kill => lost(&|c| *c == LostCause::Signal(libc::SIGKILL)),
+            Kind::Garbage => lost(&|c| matches!(c, LostCause::Connection(_))),
             // The worker cannot send it, says so on its stderr and exits with status 1; the
             // spawner may kill it first (it has hung up), so the cause is either.
             Kind::Oversized if process => {
@@ -287,7 +293,47 @@ fn run_order(o: Order) -> Reply {
             }
             reply(Vec::new(), false)
         }
+        Kind::Garbage => {
+            write_garbage(o.index);
+            // The spawner drops the connection and kills this worker; a value that still
+            // comes back would be a wrong outcome.
+            std::thread::sleep(WAIT_AT_MOST);
+            reply(Vec::new(), false)
+        }
         Kind::Oversized => reply(vec![7; OVERSIZED], false),
+    }
+}
+
+/// The `garbage` fault: writes what is not a frame onto the worker's own connection to the
+/// spawner, between its frames: a length beyond the frame limit (even `index`), or a frame
+/// whose bytes do not decode as a worker's frame (odd).
+fn write_garbage(index: u64) {
+    let socket = std::fs::read_dir("/proc/self/fd").ok().and_then(|fds| {
+        fds.filter_map(|e| {
+            let e = e.ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target.to_str()?.starts_with("socket:").then_some(fd)
+        })
+        .min()
+    });
+    let Some(fd) = socket else {
+        eprintln!("job {index}: no socket to write garbage on");
+        return;
+    };
+    let bytes: Vec<u8> = if index % 2 == 0 {
+        u32::MAX.to_le_bytes().to_vec()
+    } else {
+        let mut b = 8u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0xff; 8]);
+        b
+    };
+    // SAFETY: write(2) reads `bytes.len()` bytes at `bytes.as_ptr()`, a buffer that lives
+    // across the call; `fd` is an open socket descriptor of this process (listed in
+    // /proc/self/fd just before; nothing closes descriptors meanwhile).
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n != bytes.len() as isize {
+        eprintln!("job {index}: garbage not written whole: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -489,7 +535,10 @@ fn options(process: bool) -> Options {
         let (keep, drop): (Vec<Kind>, Vec<Kind>) = o.kinds.iter().partition(|k| k.on_threads());
         if !drop.is_empty() {
             let names: Vec<&str> = drop.iter().map(|k| k.name()).collect();
-            println!("worker threads: left out {} (they end or signal the whole process)", names.join(", "));
+            println!(
+                "worker threads: left out {} (each needs a worker process of its own)",
+                names.join(", ")
+            );
         }
         o.kinds = keep;
     }
