@@ -31,14 +31,14 @@
 //! not reused.
 //!
 //! Recovery time: from a worker's loss (the faulty job's start for `overflow`, `unencodable`,
-//! `exit` and `abort`; the SIGKILL for `kill`; the job's start plus its time limit for `hang`
+//! `exit`, `abort` and `garbage`; the SIGKILL for `kill`; the job's start plus its time limit for `hang`
 //! and `freeze`) to the start, on the same slot, of the next job (on a fresh worker), both on
 //! the wall clock of the one host.
 //!
 //! Run it in release mode:
 //! `cargo run --release --example fault_injection -- --vm process` (100,000 jobs, seed 1) or
 //! `-- --vm thread`; options: `--jobs N`, `--seed S`, `--fault-rate F` (default 0.01),
-//! `--kinds panic,kill,...` (default: every kind the machine has), `--retries N` (dispatch
+//! `--kinds panic,kill,...` (default: every kind the machine has but `oversized`), `--retries N` (dispatch
 //! retries of lost and timed-out jobs; each attempt of a faulty job faults again, so its
 //! outcome stays the same and the attempts are counted), `--hang-ms` (the time limit of `hang`
 //! and `freeze`, default 150), `--stop-ms` (default 20), `--stall-s` (how long without a job's
