@@ -21,6 +21,7 @@
 //! | `stop` | reports its pid and waits; the spawner stops its worker (SIGSTOP), continues it (SIGCONT) `--stop-ms` later and tells the job to go on | its value | process |
 //! | `freeze` | as `stop`, but the worker is never continued, past the job's `time_limit` | `Error::Timeout`; the stopped worker is killed and replaced | process |
 //! | `garbage` | writes what is not a frame on its worker's socket (a length beyond the limit, or bytes that do not decode) | `Error::WorkerLost`, cause `Connection`; replaced | process |
+//! | `stop-idle` | returns its value, and its worker stops itself (SIGSTOP) 5 ms later, idle (only with `--stop-idle`) | its value; the next job sent to that worker waits for ever (no time limit): the spawner hangs and the watchdog ends the run | process |
 //! | `oversized` | returns more bytes than a frame may hold (only with `--oversized`) | process: `Error::WorkerLost`, cause `Exit(1)` or `Signal(SIGKILL)` (the worker cannot send it, ends, and is replaced; no error says why); thread: its value | thread, process |
 //!
 //! Every other job returns a value computed from its index and the seed, checked in the
@@ -42,7 +43,8 @@
 //! retries of lost and timed-out jobs; each attempt of a faulty job faults again, so its
 //! outcome stays the same and the attempts are counted), `--hang-ms` (the time limit of `hang`
 //! and `freeze`, default 150), `--stop-ms` (default 20), `--stall-s` (how long without a job's
-//! end counts as a hung spawner, default 60), `--oversized`, `--quick` (CI: 5,000 jobs, 2 %
+//! end counts as a hung spawner, default 60), `--time-limit-ms` (a time limit for every job
+//! that has none of its own), `--oversized`, `--stop-idle`, `--quick` (CI: 5,000 jobs, 2 %
 //! faults). `--slots N` and `--hosts N` size the machine (see `cos::start`).
 
 use std::cell::{Cell, RefCell};
@@ -84,10 +86,11 @@ enum Kind {
     Freeze,
     Garbage,
     Oversized,
+    StopIdle,
 }
 
 impl Kind {
-    const FAULTS: [Kind; 11] = [
+    const FAULTS: [Kind; 12] = [
         Kind::Panic,
         Kind::Overflow,
         Kind::Unencodable,
@@ -99,6 +102,7 @@ impl Kind {
         Kind::Freeze,
         Kind::Garbage,
         Kind::Oversized,
+        Kind::StopIdle,
     ];
 
     fn name(self) -> &'static str {
@@ -115,6 +119,7 @@ impl Kind {
             Kind::Freeze => "freeze",
             Kind::Garbage => "garbage",
             Kind::Oversized => "oversized",
+            Kind::StopIdle => "stop-idle",
         }
     }
 
@@ -133,7 +138,7 @@ impl Kind {
     /// Whether the fault costs the slot its worker (so the slot has a recovery time).
     fn replaces_worker(self, process: bool) -> bool {
         match self {
-            Kind::Plain | Kind::Panic | Kind::Stop => false,
+            Kind::Plain | Kind::Panic | Kind::Stop | Kind::StopIdle => false,
             Kind::Oversized => process,
             _ => true,
         }
@@ -147,7 +152,7 @@ impl Kind {
 
     fn expected(self, process: bool) -> &'static str {
         match self {
-            Kind::Plain | Kind::Stop => "its value",
+            Kind::Plain | Kind::Stop | Kind::StopIdle => "its value",
             Kind::Panic => "Remote(Panicked)",
             Kind::Overflow => "Remote(StackOverflow)",
             Kind::Unencodable => "WorkerLost(Panicked)",
@@ -167,7 +172,7 @@ impl Kind {
         let remote = |k| matches!(r, Err(Error::Remote(e)) if e.kind == k);
         let value = |pad: usize| matches!(r, Ok(v) if v.value == mix(index, seed) && v.pad.len() == pad);
         match self {
-            Kind::Plain | Kind::Stop => value(0),
+            Kind::Plain | Kind::Stop | Kind::StopIdle => value(0),
             Kind::Panic => remote(RemoteErrorKind::Panicked),
             Kind::Overflow => remote(RemoteErrorKind::StackOverflow),
             Kind::Unencodable => lost(&|c| matches!(c, LostCause::Panicked(m) if m.contains(MARK))),
@@ -193,6 +198,9 @@ struct Order {
     kind: Kind,
     seed: u64,
     hang_ms: u64,
+    /// Whether a job without a fault tells the spawner it started too (so that its retries
+    /// are counted: with `--time-limit-ms`).
+    announce: bool,
 }
 
 /// A job's value, with where and when it ran.
@@ -259,7 +267,7 @@ fn run_order(o: Order) -> Reply {
     let slot = cos::remote_task().map_or(0, |t| t.task.worker);
     let reply =
         |pad: Vec<u8>, poison: bool| Reply { value: mix(o.index, o.seed), slot, started_ns, poison, pad };
-    if o.kind == Kind::Plain {
+    if o.kind == Kind::Plain && !o.announce {
         return reply(Vec::new(), false);
     }
     let started = Started { index: o.index, kind: o.kind, slot, pid: std::process::id(), at_ns: started_ns };
@@ -268,7 +276,7 @@ fn run_order(o: Order) -> Reply {
         eprintln!("job {}: cannot tell the spawner it started: {e}", o.index);
     }
     match o.kind {
-        Kind::Plain => unreachable!("returned above"),
+        Kind::Plain => reply(Vec::new(), false),
         Kind::Panic => panic!("{MARK}: job {} panics", o.index),
         Kind::Overflow => {
             black_box(recurse(0));
@@ -301,6 +309,17 @@ fn run_order(o: Order) -> Reply {
             reply(Vec::new(), false)
         }
         Kind::Oversized => reply(vec![7; OVERSIZED], false),
+        Kind::StopIdle => {
+            // The worker stops itself once the value is on its way: idle, with its
+            // connection open.
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_millis(5));
+                // SAFETY: kill(2) takes two integers and touches no memory; the signal goes
+                // to this very process.
+                unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+            });
+            reply(Vec::new(), false)
+        }
     }
 }
 
@@ -452,14 +471,16 @@ struct Options {
     hang: Duration,
     stop_for: Duration,
     stall: Duration,
+    /// A time limit for every job that has none of its own.
+    job_limit: Option<Duration>,
 }
 
 fn usage(why: &str) -> ! {
     eprintln!("fault_injection: {why}");
     eprintln!(
         "usage: fault_injection [--vm thread|process] [--slots N] [--hosts N] [--jobs N] [--seed S] \
-         [--fault-rate F] [--kinds k1,k2,..] [--retries N] [--hang-ms MS] [--stop-ms MS] [--stall-s S] \
-         [--oversized] [--quick]"
+         [--fault-rate F] [--kinds k1,k2,..] [--retries N] [--hang-ms MS] [--stop-ms MS] [--stall-s S] [--time-limit-ms MS] \
+         [--oversized] [--stop-idle] [--quick]"
     );
     std::process::exit(2)
 }
@@ -476,8 +497,10 @@ fn options(process: bool) -> Options {
         hang: Duration::from_millis(150),
         stop_for: Duration::from_millis(20),
         stall: Duration::from_secs(60),
+        job_limit: None,
     };
     let mut oversized = false;
+    let mut stop_idle = false;
     let mut named: Option<Vec<Kind>> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -496,6 +519,7 @@ fn options(process: bool) -> Options {
         match flag {
             "--quick" => {}
             "--oversized" => oversized = true,
+            "--stop-idle" => stop_idle = true,
             // Read by cos::start.
             "--vm" | "--slots" | "--hosts" => {
                 value();
@@ -508,6 +532,7 @@ fn options(process: bool) -> Options {
             "--hang-ms" => o.hang = Duration::from_millis(number(value())),
             "--stop-ms" => o.stop_for = Duration::from_millis(number(value())),
             "--stall-s" => o.stall = Duration::from_secs(number(value())),
+            "--time-limit-ms" => o.job_limit = Some(Duration::from_millis(number(value()))),
             "--fault-rate" => {
                 let v = value();
                 o.rate = v
@@ -529,7 +554,14 @@ fn options(process: bool) -> Options {
     }
     o.kinds = match named {
         Some(kinds) => kinds,
-        None => Kind::FAULTS.into_iter().filter(|k| *k != Kind::Oversized || oversized).collect(),
+        None => Kind::FAULTS
+            .into_iter()
+            .filter(|k| match k {
+                Kind::Oversized => oversized,
+                Kind::StopIdle => stop_idle,
+                _ => true,
+            })
+            .collect(),
     };
     if !process {
         let (keep, drop): (Vec<Kind>, Vec<Kind>) = o.kinds.iter().partition(|k| k.on_threads());
@@ -684,14 +716,24 @@ fn main() {
     let mut starts: HashMap<u32, Vec<u64>> = HashMap::new();
     // The slot a faulty job's error names.
     let mut error_slot: HashMap<u64, u32> = HashMap::new();
+    // The lowest and highest task id of a job's last attempt: every attempt takes the next tid
+    // (nothing else spawns while the dispatch runs), so they count the attempts.
+    let (mut low_tid, mut high_tid) = (u64::MAX, 0u64);
     let seed = o.seed;
     let hang_ms = o.hang.as_millis() as u64;
+    let job_limit = o.job_limit;
     let jobs = kinds.iter().enumerate().map(|(i, &kind)| {
-        let job = Spawn::new(&FAULTY, Order { index: i as u64, kind, seed, hang_ms });
+        let job = Spawn::new(
+            &FAULTY,
+            Order { index: i as u64, kind, seed, hang_ms, announce: job_limit.is_some() },
+        );
         match kind {
             Kind::Hang | Kind::Freeze => job.time_limit(Duration::from_millis(hang_ms)),
             Kind::Kill | Kind::Stop => job.time_limit(SAFETY_LIMIT),
-            _ => job,
+            _ => match job_limit {
+                Some(limit) => job.time_limit(limit),
+                None => job,
+            },
         }
     });
     let t0 = Instant::now();
@@ -699,6 +741,9 @@ fn main() {
         .retries(o.retries)
         .collector(|c| {
             progress.fetch_add(1, Ordering::SeqCst);
+            if c.tid.0 != 0 {
+                (low_tid, high_tid) = (low_tid.min(c.tid.0), high_tid.max(c.tid.0));
+            }
             let i = c.index as u64;
             let kind = kinds[c.index];
             outcomes[c.index] = outcomes[c.index].saturating_add(1);
@@ -777,13 +822,15 @@ fn main() {
     for (i, &kind) in kinds.iter().enumerate() {
         let t = tally.entry(kind).or_default();
         t.jobs += 1;
-        if kind == Kind::Plain {
+        if kind == Kind::Plain && o.job_limit.is_none() {
             continue;
         }
         let i = i as u64;
         let tried = attempts.get(&i).map_or(&[][..], Vec::as_slice);
         t.attempts += tried.len() as u64;
-        let allowed = if kind.retried(process) { o.retries as usize + 1 } else { 1 };
+        // With a time limit on every job, any job can time out on a worker stopped by an
+        // earlier `stop-idle` (before or after it started) and be retried.
+        let allowed = if kind.retried(process) || o.job_limit.is_some() { o.retries as usize + 1 } else { 1 };
         if tried.len() > allowed {
             ran_twice += 1;
             wrong.push(format!(
@@ -791,7 +838,8 @@ fn main() {
                 kind.name(),
                 tried.len()
             ));
-        } else if tried.len() < allowed && !matches!(kind, Kind::Hang | Kind::Freeze) {
+        } else if tried.len() < allowed && o.job_limit.is_none() && !matches!(kind, Kind::Hang | Kind::Freeze)
+        {
             // Every attempt of a faulty job faults again and is retried while it may be. (A
             // time limit may pass before the job reaches its worker, for example one still
             // starting: then that attempt never started, and its timeout is still right.)
@@ -845,7 +893,11 @@ fn main() {
             Some((m, x)) => (format!("{m:.1}"), format!("{x:.1}")),
             None => ("-".into(), "-".into()),
         };
-        let starts = if *kind == Kind::Plain { "-".to_string() } else { t.attempts.to_string() };
+        let starts = if *kind == Kind::Plain && o.job_limit.is_none() {
+            "-".to_string()
+        } else {
+            t.attempts.to_string()
+        };
         println!(
             "| {} | {} | {} | {} | {} | {starts} | {med} | {max} |",
             kind.name(),
@@ -856,14 +908,14 @@ fn main() {
         );
     }
     let faults: u64 = tally.iter().filter(|(k, _)| **k != Kind::Plain).map(|(_, t)| t.jobs).sum();
-    let retried: u64 = tally
-        .iter()
-        .filter(|(k, _)| **k != Kind::Plain)
-        .map(|(_, t)| t.attempts.saturating_sub(t.jobs))
-        .sum();
+    let spawns = if high_tid >= low_tid { high_tid - low_tid + 1 } else { 0 };
+    let retried = spawns.saturating_sub(o.jobs);
+    if o.retries == 0 && spawns != o.jobs {
+        failed.push(format!("{spawns} task ids for {} jobs without retries", o.jobs));
+    }
     println!();
     println!(
-        "jobs {}, faults {faults}, outcomes {}, lost {lost}, duplicated {duplicated}, wrong {wrong_total}, retried attempts {retried}",
+        "jobs {}, faults {faults}, outcomes {}, lost {lost}, duplicated {duplicated}, wrong {wrong_total}, attempts {spawns} (retries {retried})",
         o.jobs,
         outcomes.iter().map(|&n| u64::from(n)).sum::<u64>()
     );
