@@ -126,7 +126,12 @@ where
         return Ok(Some(f.call(args)));
     };
     let sent = encode(&args).and_then(|bytes| {
-        let call = RemoteCall { function: f.name().into(), args: bytes, send_back: true };
+        let call = RemoteCall {
+            function: f.name().into(),
+            args: bytes,
+            send_back: true,
+            signature: Some(f.signature()),
+        };
         log::debug!(target: "cos", "task {task} calls {} in the spawner", call.function);
         side.link.call(task, call, !asynchr)
     });
