@@ -4,6 +4,7 @@
 //! - [`worker`]: the worker side's serving loop, the same on every machine;
 //! - [`channel`]: worker threads of this process and their channels (thread and simulated
 //!   machines);
+//! - [`spawner_calls`]: the spawner's runner of the workers' spawner calls, every machine's;
 //! - `thread`, `sim`, `process/`, `mpi`: the machines.
 
 pub(crate) mod channel;
@@ -18,6 +19,7 @@ mod select;
 pub(crate) mod setup;
 mod sim;
 pub(crate) mod slots;
+pub(crate) mod spawner_calls;
 mod thread;
 mod wait;
 pub(crate) mod worker;
