@@ -143,7 +143,9 @@ pub trait VirtualMachine {
         let _ = host;
         None
     }
-    /// Starts `call` on a free slot, on one of `targets` when given.
+    /// Starts `call` on a free slot, on one of `targets` when given. The worker checks the
+    /// call's [signature](RemoteCall::signature) when it has one (a call made with
+    /// [`RemoteCall::of`]; one made with [`RemoteCall::new`] has none and runs unchecked).
     ///
     /// # Errors
     /// [`Error::NoFreeSlot`] when no slot (on the targets) is free; [`Error::Vm`] when the
