@@ -35,6 +35,8 @@ fn read_mirrored(path: cos::AbstractPath) -> Result<(String, String, String), St
 type Mirrored = Result<(String, String, String), String>;
 static READ_MIRRORED: cos::RemoteFn<cos::AbstractPath, Mirrored> =
     cos::RemoteFn::new("read_mirrored", read_mirrored);
+/// The spawner's view of "double" with another result type: never registered.
+static DOUBLE_AS_I64: cos::RemoteFn<u64, i64> = cos::RemoteFn::new("double", |x| 2 * x as i64);
 static FAIL: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("fail", |x| panic!("job {x} fails on purpose"));
 /// Recurses without end.
 fn runaway(n: u64) -> u64 {
@@ -222,6 +224,20 @@ fn check_failure() -> Result<(), String> {
     Ok(())
 }
 
+/// A job whose function the workers registered with other types fails with
+/// `SignatureMismatch` naming it, instead of giving a wrong value; the ranks serve on.
+fn check_signature() -> Result<(), String> {
+    match cos::dispatch_single(cos::job(&DOUBLE_AS_I64, 3)) {
+        Err(cos::Error::Remote(e))
+            if e.kind == cos::RemoteErrorKind::SignatureMismatch && e.message == "double" => {}
+        other => return Err(format!("a call with other types joined as {other:?}")),
+    }
+    match cos::dispatch_single(cos::job(&DOUBLE, 3)) {
+        Ok(6) => Ok(()),
+        other => Err(format!("the registered types then gave {other:?}")),
+    }
+}
+
 /// A runaway recursion in a job ends that job with an error; the MPI job lives on, and the rank,
 /// which cannot be replaced, goes out of service (its slot no longer counts as free), so that no
 /// later job inherits what the abandoned frames held.
@@ -324,6 +340,7 @@ fn main() -> ExitCode {
         ("host targeting", &targeting),
         ("a task on every host", &every_host),
         ("failing task", &check_failure),
+        ("signature mismatch", &check_signature),
         ("stack overflow in a job", &check_overflow),
         ("idle wait", &check_idle_wait),
     ];

@@ -67,7 +67,12 @@ impl<R: DeserializeOwned + 'static> Spawn<R> {
         let func = f.func();
         let spawn = encode(&args).map(|bytes| {
             Box::new(RemoteSpawn {
-                call: RemoteCall { function: f.name().into(), args: bytes, send_back: true },
+                call: RemoteCall {
+                    function: f.name().into(),
+                    args: bytes,
+                    send_back: true,
+                    signature: Some(f.signature()),
+                },
                 decode: decode_value::<R>,
                 local: Rc::new(move |bytes: Vec<u8>| decode::<A>(&bytes).map(|a| Value::new(func(a)))),
                 target: None,

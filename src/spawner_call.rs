@@ -100,17 +100,27 @@ fn set_task(task: Option<TaskId>) {
 ///
 /// With `asynchr == false` the caller waits for the value (`Ok(Some(value))`). With
 /// `asynchr == true` it goes on at once (`Ok(None)`); the call still runs in the spawner before
-/// the calling task's own result reaches it, because a worker's messages arrive in order.
+/// the calling task's own result reaches it: the spawner holds what the task reports after the
+/// call until the call has run.
 ///
-/// The spawner runs these calls one at a time, while it receives messages from its machine,
-/// on a thread of its own with its own cooperative OS (so `f` may spawn local tasks, and must
-/// not expect the spawner's thread-locals).
+/// The spawner runs these calls one at a time, in the order they came, on a thread of its own
+/// with its own cooperative OS (so `f` may spawn local tasks, and must not expect the
+/// spawner's thread-locals), guarded as a worker runs its jobs: a panic or a stack overflow in
+/// `f` is the caller's error, not the spawner's end. The spawner's scheduler does not wait for
+/// a call: its other tasks run meanwhile and the calling task's
+/// [`time_limit`](crate::Spawn::time_limit) still fires; a call still running when its task
+/// ends that way is abandoned on its thread, and the next call runs on a new one.
+///
+/// The call carries `f`'s [signature](RemoteFn::signature): the spawner refuses it when its
+/// function of that name has other types.
 ///
 /// # Errors
 /// [`Error::Decode`] when the arguments cannot be encoded or the value cannot be decoded;
-/// [`Error::Remote`] when the spawner's registry lacks `f` or `f` failed in the spawner (with
-/// [`crate::RemoteErrorKind::UnknownFunction`], [`crate::RemoteErrorKind::Panicked`], ...; no task
-/// id, the spawner's host); [`Error::Vm`] when the spawner cannot be reached.
+/// [`Error::Remote`] when the spawner's registry lacks `f`, has it with other types, or `f`
+/// failed in the spawner (with [`crate::RemoteErrorKind::UnknownFunction`],
+/// [`crate::RemoteErrorKind::SignatureMismatch`], [`crate::RemoteErrorKind::Panicked`],
+/// [`crate::RemoteErrorKind::StackOverflow`], ...; no task id, the spawner's host);
+/// [`Error::Vm`] when the spawner cannot be reached.
 ///
 /// ```
 /// static ADD: cos::RemoteFn<(u32, u32), u32> = cos::RemoteFn::new("add", |(a, b)| a + b);
@@ -126,7 +136,12 @@ where
         return Ok(Some(f.call(args)));
     };
     let sent = encode(&args).and_then(|bytes| {
-        let call = RemoteCall { function: f.name().into(), args: bytes, send_back: true };
+        let call = RemoteCall {
+            function: f.name().into(),
+            args: bytes,
+            send_back: true,
+            signature: Some(f.signature()),
+        };
         log::debug!(target: "cos", "task {task} calls {} in the spawner", call.function);
         side.link.call(task, call, !asynchr)
     });

@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
     let registry = Registry::new().with(&SCORE).with(&PAIR);
     // The arguments as bytes for each registered function.
     for name in ["score", "pair"] {
-        let call = RemoteCall { function: name.to_string().into(), args: data.to_vec(), send_back: true };
+        let call =
+            RemoteCall { function: name.to_string().into(), args: data.to_vec(), send_back: true, signature: None };
         match registry.run(&call) {
             Ok(bytes) => assert!(!bytes.is_empty()),
             Err(f) if f.kind == RemoteErrorKind::BadArguments => {}
@@ -51,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
             Ok(_) => {}
             Err(f) => match f.kind {
                 RemoteErrorKind::BadArguments => {}
-                RemoteErrorKind::UnknownFunction => assert_eq!(f.message, call.function),
+                RemoteErrorKind::UnknownFunction | RemoteErrorKind::SignatureMismatch => {
+                    assert_eq!(f.message, call.function)
+                }
                 other => panic!("registered functions neither panic nor overflow here: {other:?} {f:?}"),
             },
         }

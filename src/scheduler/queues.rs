@@ -129,7 +129,7 @@ mod tests {
 
     fn spawn(target: Option<&str>, reserved: Option<u64>) -> Box<RemoteSpawn> {
         Box::new(RemoteSpawn {
-            call: RemoteCall { function: "f".into(), args: Vec::new(), send_back: true },
+            call: RemoteCall { function: "f".into(), args: Vec::new(), send_back: true, signature: None },
             decode: |_| Ok(Value::new(())),
             local: Rc::new(|_| Ok(Value::new(()))),
             target: target.map(HostId::new),

@@ -1,5 +1,6 @@
 //! Worker threads of this process and the channels they talk over, for the thread and the
-//! simulated machines (and for the spawner's runner of [`crate::spawner_call`]s).
+//! simulated machines (and for the spawner's runner of [`crate::spawner_call`]s,
+//! [`crate::vm::spawner_calls`]).
 //!
 //! Jobs and reports cross as postcard bytes, exactly as they would between processes. The
 //! message kinds of this transport ([`Up`]) are private to it.
@@ -16,9 +17,7 @@ use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode, Job};
 use crate::vm::setup::WorkerSetup;
 use crate::vm::worker::{serve, End, Report, WorkerLink};
-use crate::vm::{
-    io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
-};
+use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
 /// A spawner call's answer.
 pub(crate) type Reply = Result<Vec<u8>, RemoteFailure>;
@@ -34,6 +33,18 @@ pub(crate) enum Up {
     SpawnerCall { task: TaskId, call: RemoteCall, reply: bool },
     /// A user message from the running task to the spawner.
     Message { task: TaskId, bytes: Vec<u8> },
+}
+
+impl Up {
+    /// The task it comes from.
+    pub(crate) fn task(&self) -> TaskId {
+        match self {
+            Up::Finished { task, .. }
+            | Up::Lost { task, .. }
+            | Up::SpawnerCall { task, .. }
+            | Up::Message { task, .. } => *task,
+        }
+    }
 }
 
 /// A user message from the spawner to the task `to` of a worker thread.
@@ -245,67 +256,5 @@ impl ThreadWorker {
             log::debug!(target: "cos", "{killed} process groups of a retired worker thread ended");
         }
         self.handle = None;
-    }
-}
-
-/// Runs the workers' spawner calls in the spawner: on a worker thread of its own (with its own
-/// cooperative OS, so a call may spawn local tasks), one call at a time, started on first use.
-#[derive(Default)]
-pub(crate) struct SpawnerCalls {
-    worker: Option<(ThreadWorker, Receiver<Vec<u8>>)>,
-}
-
-impl SpawnerCalls {
-    /// Runs `call` and waits for its answer.
-    pub(crate) fn run(&mut self, registry: &Registry, call: &RemoteCall) -> Reply {
-        let task = TaskId::SPAWNER;
-        let lost = |why: String| Err(RemoteFailure::new(RemoteErrorKind::Panicked, why));
-        if self.worker.is_none() {
-            let (up, rx) = unbounded();
-            match ThreadWorker::start(
-                "cos-sim-worker".into(),
-                registry,
-                &WorkerSetup::default(),
-                &up,
-                false,
-                false,
-            ) {
-                Ok(w) => self.worker = Some((w, rx)),
-                Err(e) => return lost(e.to_string()),
-            }
-        }
-        let (worker, rx) = self.worker.as_ref().expect("started");
-        let job = Job::new(task, crate::vm::HostId::new("spawner"), call.clone());
-        let answer = worker.send(&job).and_then(|()| {
-            let frame = rx
-                .recv()
-                .map_err(|_| machine(MachineErrorKind::Protocol, "the spawner-call thread is gone"))?;
-            decode::<Up>(&frame)
-        });
-        match answer {
-            Ok(Up::Finished { result, retire: false, .. }) => result,
-            Ok(Up::Finished { result, retire: true, .. }) => {
-                self.stop();
-                result
-            }
-            Ok(Up::Lost { why, .. }) => {
-                self.stop();
-                lost(why)
-            }
-            Ok(Up::SpawnerCall { .. } | Up::Message { .. }) => {
-                lost("a spawner call made a spawner call or sent a message".into())
-            }
-            Err(e) => {
-                self.stop();
-                lost(e.to_string())
-            }
-        }
-    }
-
-    /// Ends the thread.
-    pub(crate) fn stop(&mut self) {
-        if let Some((w, _)) = self.worker.take() {
-            w.join();
-        }
     }
 }

@@ -32,6 +32,11 @@ pub enum RemoteErrorKind {
     /// there): the function did not run. The message names the path and the cause; the
     /// [`RemoteError`] at the joiner names the task and the host.
     Environment,
+    /// The function registered under the call's name has other argument or result types than
+    /// the function the caller named (a build whose function of that name differs): the
+    /// worker refused the call before decoding its arguments. The message is the function's
+    /// name.
+    SignatureMismatch,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -43,6 +48,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::BadResult => "result cannot be encoded",
             RemoteErrorKind::StackOverflow => "stack overflow",
             RemoteErrorKind::Environment => "task environment cannot be prepared",
+            RemoteErrorKind::SignatureMismatch => "argument or result types differ from the worker's",
         })
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::vm::RemoteFn;
 
 /// A host: a machine (or, for [`crate::ThreadVm`], a simulated one) that has slots for tasks.
 ///
@@ -73,11 +74,24 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// A call of a registered remote function: its name and its postcard-encoded arguments.
+/// A call of a registered remote function: its name, its postcard-encoded arguments and the
+/// fingerprint of the function's types.
+///
+/// The typed calls ([`crate::Spawn`], [`crate::spawn_remote`], [`crate::dispatch`],
+/// [`crate::spawner_call`]) and [`RemoteCall::of`] fill [`signature`](RemoteCall::signature)
+/// from the [`crate::RemoteFn`] they are given, so a worker whose function of that name has other
+/// argument or result types refuses the call with [`crate::RemoteErrorKind::SignatureMismatch`]
+/// before it decodes anything. [`RemoteCall::new`] knows only a name: its call carries no
+/// signature and the worker runs it unchecked, decoding the bytes as its function's argument
+/// type (arguments that do not decode give [`crate::RemoteErrorKind::BadArguments`]; bytes of
+/// another type that happen to decode are taken as they are).
 ///
 /// ```
-/// let c = cos::RemoteCall::new("double", &21u32).unwrap();
-/// assert_eq!(c.function, "double");
+/// static DOUBLE: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("double", |x| x * 2);
+/// let c = cos::RemoteCall::of(&DOUBLE, &21).unwrap();
+/// assert_eq!((c.function.as_ref(), c.signature), ("double", Some(DOUBLE.signature())));
+/// let raw = cos::RemoteCall::new("double", &21u32).unwrap();
+/// assert_eq!(raw.signature, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteCall {
@@ -89,6 +103,10 @@ pub struct RemoteCall {
     /// `true`). When `false` the worker drops the value without encoding it and reports only
     /// the task's end, with empty bytes (a failure is still reported as usual).
     pub send_back: bool,
+    /// The fingerprint of the called function's argument and result types
+    /// ([`crate::RemoteFn::signature`]), checked by the worker before it decodes the arguments;
+    /// `None`: unchecked (see above).
+    pub signature: Option<u64>,
 }
 
 impl RemoteCall {
@@ -102,7 +120,35 @@ impl RemoteCall {
     /// assert!(!c.args.is_empty());
     /// ```
     pub fn new<A: Serialize>(function: &str, args: &A) -> Result<Self, Error> {
-        Ok(RemoteCall { function: Cow::Owned(function.to_string()), args: encode(args)?, send_back: true })
+        Ok(RemoteCall {
+            function: Cow::Owned(function.to_string()),
+            args: encode(args)?,
+            send_back: true,
+            signature: None,
+        })
+    }
+
+    /// Encodes `args` for a call of `f`, with `f`'s [signature](crate::RemoteFn::signature):
+    /// a worker whose function of that name has other types refuses it.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when the arguments cannot be encoded.
+    ///
+    /// ```
+    /// static LEN: cos::RemoteFn<String, u64> = cos::RemoteFn::new("len", |s| s.len() as u64);
+    /// static LEN_OF_U64: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("len", |x| x);
+    /// let reg = cos::Registry::new().with(&LEN);
+    /// let err = reg.run(&cos::RemoteCall::of(&LEN_OF_U64, &0).unwrap()).unwrap_err();
+    /// assert_eq!(err.kind, cos::RemoteErrorKind::SignatureMismatch);
+    /// assert!(reg.run(&cos::RemoteCall::of(&LEN, &"ab".to_string()).unwrap()).is_ok());
+    /// ```
+    pub fn of<A: Serialize, R>(f: &RemoteFn<A, R>, args: &A) -> Result<Self, Error> {
+        Ok(RemoteCall {
+            function: Cow::Borrowed(f.name()),
+            args: encode(args)?,
+            send_back: true,
+            signature: Some(f.signature()),
+        })
     }
 
     /// This call with its value sent back or not (PyOPUS's `sendBack`; see

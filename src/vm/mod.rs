@@ -4,6 +4,7 @@
 //! - [`worker`]: the worker side's serving loop, the same on every machine;
 //! - [`channel`]: worker threads of this process and their channels (thread and simulated
 //!   machines);
+//! - [`spawner_calls`]: the spawner's runner of the workers' spawner calls, every machine's;
 //! - `thread`, `sim`, `process/`, `mpi`: the machines.
 
 pub(crate) mod channel;
@@ -18,6 +19,7 @@ mod select;
 pub(crate) mod setup;
 mod sim;
 pub(crate) mod slots;
+pub(crate) mod spawner_calls;
 mod thread;
 mod wait;
 pub(crate) mod worker;
@@ -141,7 +143,9 @@ pub trait VirtualMachine {
         let _ = host;
         None
     }
-    /// Starts `call` on a free slot, on one of `targets` when given.
+    /// Starts `call` on a free slot, on one of `targets` when given. The worker checks the
+    /// call's [signature](RemoteCall::signature) when it has one (a call made with
+    /// [`RemoteCall::of`]; one made with [`RemoteCall::new`] has none and runs unchecked).
     ///
     /// # Errors
     /// [`Error::NoFreeSlot`] when no slot (on the targets) is free; [`Error::Vm`] when the

@@ -57,9 +57,35 @@ impl<A, R> RemoteFn<A, R> {
         (self.func)(args)
     }
 
+    /// The fingerprint of the function's argument and result types: a 64-bit FNV-1a hash of
+    /// their [`std::any::type_name`]s, the same in every process of one build (and in every
+    /// thread), so that the spawner and its workers can tell whether the function a call names
+    /// has the types the caller encoded for. Functions of the same types have the same
+    /// signature; only the name tells them apart.
+    ///
+    /// ```
+    /// static A: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("a", |x| x);
+    /// static B: cos::RemoteFn<u32, u32> = cos::RemoteFn::new("b", |x| x + 1);
+    /// static C: cos::RemoteFn<u32, i32> = cos::RemoteFn::new("a", |x| x as i32);
+    /// assert_eq!(A.signature(), B.signature());
+    /// assert_ne!(A.signature(), C.signature());
+    /// ```
+    pub fn signature(&self) -> u64 {
+        signature_of::<A, R>()
+    }
+
     pub(crate) fn func(&self) -> fn(A) -> R {
         self.func
     }
+}
+
+/// The signature of a function from `A` to `R`: FNV-1a over the two type names, with a byte
+/// that no UTF-8 text holds between them (a fixed hash, unlike std's randomly seeded one).
+fn signature_of<A, R>() -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let names = std::any::type_name::<A>().bytes().chain([0xff]).chain(std::any::type_name::<R>().bytes());
+    names.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 impl<A, R> fmt::Debug for RemoteFn<A, R> {
@@ -84,7 +110,19 @@ type Entry = Box<dyn Fn(&[u8], bool) -> Result<Vec<u8>, RemoteFailure> + Send + 
 pub struct Registry {
     /// Each name's function, with the address of its [`RemoteFn`] (registering the same one
     /// twice is harmless; another one under a taken name is an error).
-    map: HashMap<&'static str, (usize, Arc<Entry>)>,
+    map: HashMap<&'static str, Registered>,
+}
+
+/// A registered function and what identifies it.
+#[derive(Clone)]
+struct Registered {
+    /// The address of its [`RemoteFn`].
+    address: usize,
+    /// Its [`RemoteFn::signature`].
+    signature: u64,
+    /// Its argument and result types, for the log.
+    types: (&'static str, &'static str),
+    entry: Arc<Entry>,
 }
 
 impl Registry {
@@ -137,8 +175,8 @@ impl Registry {
         R: Serialize + 'static,
     {
         let address = f as *const RemoteFn<A, R> as usize;
-        if let Some((known, _)) = self.map.get(f.name) {
-            return if *known == address {
+        if let Some(known) = self.map.get(f.name) {
+            return if known.address == address {
                 Ok(self)
             } else {
                 Err(Error::DuplicateFunction(f.name.to_string()))
@@ -167,7 +205,9 @@ impl Registry {
                 Err(p) => Err(RemoteFailure::new(RemoteErrorKind::Panicked, panic_text(&*p))),
             }
         });
-        self.map.insert(f.name, (address, Arc::new(entry)));
+        let types = (std::any::type_name::<A>(), std::any::type_name::<R>());
+        let registered = Registered { address, signature: f.signature(), types, entry: Arc::new(entry) };
+        self.map.insert(f.name, registered);
         Ok(self)
     }
 
@@ -184,12 +224,17 @@ impl Registry {
         v
     }
 
-    /// Runs a call: decodes its arguments, runs the function (catching a panic) and encodes the
-    /// result; for a call whose [`send_back`](RemoteCall::send_back) is `false`, drops the
-    /// result unencoded and gives empty bytes.
+    /// Runs a call: checks its [signature](RemoteCall::signature), decodes its arguments, runs
+    /// the function (catching a panic) and encodes the result; for a call whose
+    /// [`send_back`](RemoteCall::send_back) is `false`, drops the result unencoded and gives
+    /// empty bytes.
     ///
     /// # Errors
-    /// An unknown name, arguments that do not decode, or a panic in the function.
+    /// An unknown name ([`RemoteErrorKind::UnknownFunction`]), a signature that is not the
+    /// registered function's ([`RemoteErrorKind::SignatureMismatch`], with the name as its
+    /// message; checked before anything is decoded), arguments that do not decode
+    /// ([`RemoteErrorKind::BadArguments`]), or a panic in the function
+    /// ([`RemoteErrorKind::Panicked`]).
     ///
     /// ```
     /// let reg = cos::Registry::new();
@@ -203,9 +248,20 @@ impl Registry {
     /// assert_eq!(reg.run(&call).unwrap(), Vec::<u8>::new());
     /// ```
     pub fn run(&self, call: &RemoteCall) -> Result<Vec<u8>, RemoteFailure> {
-        match self.map.get(&*call.function) {
-            Some((_, f)) => f(&call.args, call.send_back),
-            None => Err(RemoteFailure::new(RemoteErrorKind::UnknownFunction, call.function.to_string())),
+        let Some(f) = self.map.get(&*call.function) else {
+            return Err(RemoteFailure::new(RemoteErrorKind::UnknownFunction, call.function.to_string()));
+        };
+        match call.signature {
+            Some(signature) if signature != f.signature => {
+                let (a, r) = f.types;
+                log::debug!(
+                    target: "cos",
+                    "call of {} refused: its signature {signature:016x} is not that of fn({a}) -> {r}",
+                    call.function
+                );
+                Err(RemoteFailure::new(RemoteErrorKind::SignatureMismatch, call.function.to_string()))
+            }
+            _ => (f.entry)(&call.args, call.send_back),
         }
     }
 }

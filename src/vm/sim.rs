@@ -9,10 +9,11 @@ use crossbeam_channel::{unbounded, Receiver};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
+use crate::vm::channel::{ThreadWorker, Up};
 use crate::vm::message::{decode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
+use crate::vm::spawner_calls::SpawnerCalls;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
@@ -109,7 +110,9 @@ pub struct SimVm {
     setup: WorkerSetup,
     /// The helper thread that runs the calls, and its report channel.
     worker: Option<(ThreadWorker, Receiver<Vec<u8>>)>,
-    spawner_calls: SpawnerCalls,
+    /// Runs the calls' spawner calls, each to its end before the call goes on (nothing is held:
+    /// a job runs to its end inside `spawn`).
+    spawner_calls: SpawnerCalls<()>,
     slots: Slots,
     /// The real instant of virtual time 0.
     epoch: Instant,
@@ -135,10 +138,10 @@ impl SimVm {
     /// ```
     pub fn new(registry: Registry, hosts: usize, slots_per_host: usize) -> Self {
         SimVm {
+            spawner_calls: SpawnerCalls::new(&registry),
             registry,
             setup: WorkerSetup::new(EnvironmentSpec::new()),
             worker: None,
-            spawner_calls: SpawnerCalls::default(),
             slots: Slots::grid(hosts, slots_per_host),
             epoch: Instant::now(),
             now: 0,
@@ -244,7 +247,7 @@ impl SimVm {
                 frame.map_err(|_| machine(MachineErrorKind::Protocol, "the simulation thread is gone"));
             match frame.and_then(|f| decode::<Up>(&f)) {
                 Ok(Up::SpawnerCall { call, reply, .. }) => {
-                    let result = self.spawner_calls.run(&self.registry, &call);
+                    let result = self.spawner_calls.run_now(&call);
                     if reply {
                         self.worker.as_ref().expect("started").0.reply(result);
                     }

@@ -1,18 +1,20 @@
 //! `ThreadVm`: the embedded default machine, worker threads in this process.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::channel::{SpawnerCalls, ThreadWorker, Up};
+use crate::vm::channel::{ThreadWorker, Up};
 use crate::vm::message::{decode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
-use crate::vm::wait::recv_spinning;
+use crate::vm::spawner_calls::{Answer, Caller, SpawnerCalls};
+use crate::vm::wait::{recv_either, Got};
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
@@ -38,8 +40,11 @@ pub struct ThreadVm {
     workers: Vec<Option<ThreadWorker>>,
     up_tx: Sender<Vec<u8>>,
     up_rx: Receiver<Vec<u8>>,
-    /// Runs the workers' calls of [`crate::spawner_call`].
-    spawner_calls: SpawnerCalls,
+    /// Runs the workers' calls of [`crate::spawner_call`], and holds what their tasks report
+    /// after an asynchronous one until it is answered.
+    spawner_calls: SpawnerCalls<Up>,
+    /// Events made while answering a spawner call (the reports it held).
+    events: VecDeque<Event>,
     /// How long `finalize` waits for busy worker threads before it detaches them.
     finalize_grace: Duration,
 }
@@ -126,12 +131,13 @@ impl ThreadVmBuilder {
         let (up_tx, up_rx) = unbounded();
         let mut vm = ThreadVm {
             setup: WorkerSetup::new(self.environment),
+            spawner_calls: SpawnerCalls::new(&self.registry),
             registry: self.registry,
             slots: Slots::grid(self.hosts, self.per_host),
             workers: Vec::new(),
             up_tx,
             up_rx,
-            spawner_calls: SpawnerCalls::default(),
+            events: VecDeque::new(),
             finalize_grace: self.finalize_grace,
         };
         vm.workers = (0..vm.slots.len()).map(|slot| vm.start_worker(slot)).collect();
@@ -195,31 +201,29 @@ impl ThreadVm {
 
     /// Handles one frame from a worker thread; the event for the scheduler, if it makes one.
     fn on_frame(&mut self, frame: &[u8]) -> Option<Event> {
-        let up = match decode::<Up>(frame) {
-            Ok(up) => up,
+        match decode::<Up>(frame) {
+            Ok(up) => self.on_up(up),
             Err(e) => {
                 log::error!(target: "cos", "malformed frame from a worker thread: {e}");
-                return None;
-            }
-        };
-        match up {
-            Up::SpawnerCall { task, call, reply } => {
-                let Some(slot) = self.slots.running(task) else {
-                    // A cancelled task's thread runs on detached; its calls are dropped.
-                    log::debug!(target: "cos", "spawner call of task {task}, which does not run, dropped");
-                    return None;
-                };
-                let result = self.spawner_calls.run(&self.registry, &call);
-                if reply && !self.workers[slot].as_ref().is_some_and(|w| w.reply(result)) {
-                    log::error!(target: "cos", "cannot answer the spawner call of task {task}");
-                }
                 None
             }
-            Up::Message { task, bytes } => {
-                // A cancelled task's thread runs on detached; its messages are dropped.
-                self.slots.running(task)?;
-                Some(Event::Message { from: task, bytes })
+        }
+    }
+
+    /// Handles one report of a worker thread (held while its task waits for a spawner call).
+    fn on_up(&mut self, up: Up) -> Option<Event> {
+        let task = up.task();
+        // A cancelled task's thread runs on detached; what it reports is dropped.
+        self.slots.running(task)?;
+        let call = matches!(up, Up::SpawnerCall { .. });
+        let up = self.spawner_calls.hold(task, up, call)?;
+        match up {
+            Up::SpawnerCall { task, call, reply } => {
+                let slot = self.slots.running(task)?;
+                self.spawner_calls.submit(Caller { slot, task }, call, reply);
+                None
             }
+            Up::Message { task, bytes } => Some(Event::Message { from: task, bytes }),
             Up::Finished { task, result, retire } => {
                 let slot = self.slots.end(task)?;
                 if retire {
@@ -235,6 +239,23 @@ impl ThreadVm {
                 Some(Event::Lost { task, cause: LostCause::Panicked(why) })
             }
         }
+    }
+
+    /// Takes the spawner calls' answers: replies to the callers that wait, and handles what
+    /// their tasks reported meanwhile; the next event, if any.
+    fn next_event(&mut self) -> Option<Event> {
+        while let Some(Answer { caller, reply, result }) = self.spawner_calls.answer() {
+            let running = self.slots.running(caller.task) == Some(caller.slot);
+            if reply && running && !self.workers[caller.slot].as_ref().is_some_and(|w| w.reply(result)) {
+                log::error!(target: "cos", "cannot answer the spawner call of task {}", caller.task);
+            }
+            for up in self.spawner_calls.release(caller.task) {
+                if let Some(e) = self.on_up(up) {
+                    self.events.push_back(e);
+                }
+            }
+        }
+        self.events.pop_front()
     }
 }
 
@@ -275,18 +296,29 @@ impl VirtualMachine for ThreadVm {
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
         let closed = || machine(MachineErrorKind::Protocol, "the result channel closed");
         loop {
-            let frame = match wait {
+            if let Some(e) = self.next_event() {
+                return Ok(Some(e));
+            }
+            let deadline = match wait {
                 Wait::Poll => match self.up_rx.try_recv() {
-                    Ok(f) => f,
+                    Ok(f) => {
+                        if let Some(event) = self.on_frame(&f) {
+                            return Ok(Some(event));
+                        }
+                        continue;
+                    }
                     Err(TryRecvError::Empty) => return Ok(None),
                     Err(TryRecvError::Disconnected) => return Err(closed()),
                 },
-                Wait::Forever => recv_spinning(&self.up_rx).map_err(|_| closed())?,
-                Wait::Until(deadline) => match self.up_rx.recv_deadline(deadline) {
-                    Ok(f) => f,
-                    Err(RecvTimeoutError::Timeout) => return Ok(None),
-                    Err(RecvTimeoutError::Disconnected) => return Err(closed()),
-                },
+                Wait::Forever => None,
+                Wait::Until(deadline) => Some(deadline),
+            };
+            // A running spawner call's answer wakes the wait too.
+            let frame = match recv_either(&self.up_rx, self.spawner_calls.waiting(), deadline) {
+                Got::Message(f) => f,
+                Got::Other => continue,
+                Got::Timeout => return Ok(None),
+                Got::Closed => return Err(closed()),
             };
             if let Some(event) = self.on_frame(&frame) {
                 return Ok(Some(event));
@@ -316,6 +348,7 @@ impl VirtualMachine for ThreadVm {
         }
         self.slots.end_all();
         self.spawner_calls.stop();
+        self.events.clear();
     }
 
     /// A thread cannot be stopped from outside: the slot gets a new thread at once and the old
@@ -326,6 +359,8 @@ impl VirtualMachine for ThreadVm {
             .end(task)
             .ok_or_else(|| machine(MachineErrorKind::NoSuchTask, format!("no running task {task}")))?;
         self.replace_worker(slot, false);
+        // A spawner call it waits for, hung or not, does not hold the calls behind it.
+        self.spawner_calls.forget(task);
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! How a spawner-side machine waits on the channel its workers answer on.
 
-use crossbeam_channel::{Receiver, RecvError, TryRecvError};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Select, TryRecvError};
 
 /// How many times a blocking receive polls the channel before it parks the thread (a few
 /// microseconds).
@@ -20,6 +22,56 @@ pub(crate) fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
     rx.recv()
 }
 
+/// What [`recv_either`] got.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Got<T> {
+    /// A message from the main channel.
+    Message(T),
+    /// The other channel is ready (it has a message or is closed): its owner looks at it.
+    Other,
+    /// The deadline passed.
+    Timeout,
+    /// The main channel is closed.
+    Closed,
+}
+
+/// Waits until `deadline` (`None`: without end) for a message on `rx` or for `other` to become
+/// ready (a spawner call's answer, [`crate::vm::spawner_calls`]). Without `other`, a wait
+/// without end spins first as [`recv_spinning`] does.
+pub(crate) fn recv_either<T, U>(
+    rx: &Receiver<T>,
+    other: Option<&Receiver<U>>,
+    deadline: Option<Instant>,
+) -> Got<T> {
+    let Some(other) = other else {
+        return match deadline {
+            None => recv_spinning(rx).map_or(Got::Closed, Got::Message),
+            Some(at) => match rx.recv_deadline(at) {
+                Ok(v) => Got::Message(v),
+                Err(RecvTimeoutError::Timeout) => Got::Timeout,
+                Err(RecvTimeoutError::Disconnected) => Got::Closed,
+            },
+        };
+    };
+    let mut select = Select::new();
+    let main = select.recv(rx);
+    select.recv(other);
+    let ready = match deadline {
+        Some(at) => select.ready_deadline(at).map_err(drop),
+        None => Ok(select.ready()),
+    };
+    match ready {
+        Err(()) => Got::Timeout,
+        Ok(i) if i == main => match rx.try_recv() {
+            Ok(v) => Got::Message(v),
+            // Taken meanwhile (not by this machine): look again.
+            Err(TryRecvError::Empty) => Got::Other,
+            Err(TryRecvError::Disconnected) => Got::Closed,
+        },
+        Ok(_) => Got::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +87,23 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded::<u8>();
         drop(tx);
         assert_eq!(recv_spinning(&rx), Err(RecvError));
+    }
+
+    #[test]
+    fn waits_for_either_channel() {
+        let (tx, rx) = crossbeam_channel::unbounded::<u8>();
+        let (other_tx, other) = crossbeam_channel::unbounded::<u8>();
+        tx.send(1).unwrap();
+        assert_eq!(recv_either(&rx, Some(&other), None), Got::Message(1));
+        other_tx.send(2).unwrap();
+        assert_eq!(recv_either(&rx, Some(&other), None), Got::Other);
+        assert_eq!(other.try_recv(), Ok(2));
+        let now = Some(Instant::now());
+        assert_eq!(recv_either(&rx, Some(&other), now), Got::Timeout);
+        assert_eq!(recv_either(&rx, None::<&Receiver<u8>>, now), Got::Timeout);
+        drop(other_tx);
+        assert_eq!(recv_either(&rx, Some(&other), None), Got::Other, "a closed channel is ready");
+        drop(tx);
+        assert_eq!(recv_either(&rx, None::<&Receiver<u8>>, None), Got::Closed);
     }
 }

@@ -26,14 +26,15 @@ use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::channel::SpawnerCalls;
 use crate::vm::message::{decode, encode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
+use crate::vm::spawner_calls::{Answer, Caller, SpawnerCalls};
+use crate::vm::wait::{recv_either, Got};
 use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
     VirtualMachine, Wait,
@@ -84,7 +85,6 @@ pub(crate) enum Inbound {
 /// }
 /// ```
 pub struct ProcessVm {
-    registry: Registry,
     /// The machine's index and its tasks' environment, sent to every worker after its hello.
     setup: WorkerSetup,
     slots: Slots,
@@ -99,8 +99,9 @@ pub struct ProcessVm {
     events: VecDeque<Event>,
     /// When the starting processes were last looked at.
     checked: Instant,
-    /// Runs the workers' calls of [`crate::spawner_call`].
-    spawner_calls: SpawnerCalls,
+    /// Runs the workers' calls of [`crate::spawner_call`], and holds what their tasks report
+    /// after an asynchronous one until it is answered.
+    spawner_calls: SpawnerCalls<Inbound>,
     finalized: bool,
 }
 
@@ -231,7 +232,7 @@ impl ProcessVmBuilder {
         let slots = Slots::grid(self.hosts, self.per_host);
         let n = slots.len();
         let mut vm = ProcessVm {
-            registry: self.registry,
+            spawner_calls: SpawnerCalls::new(&self.registry),
             slots,
             launcher: Launcher::start(program, std::env::args_os().skip(1).collect(), socket, &secret)?,
             setup: WorkerSetup::new(self.environment),
@@ -243,7 +244,6 @@ impl ProcessVmBuilder {
             inbound,
             events: VecDeque::new(),
             checked: Instant::now(),
-            spawner_calls: SpawnerCalls::default(),
             finalized: false,
         };
         for slot in 0..n {
@@ -454,6 +454,7 @@ impl ProcessVm {
         }
         let task = task?;
         self.slots.end(task);
+        self.spawner_calls.forget(task);
         Some(Event::Lost { task, cause })
     }
 
@@ -485,19 +486,27 @@ impl ProcessVm {
         }
     }
 
-    /// Runs a worker's spawner call here and answers it when asked to.
-    fn spawner_call(&mut self, slot: usize, task: TaskId, call: &RemoteCall, reply: bool) {
-        let result = self.spawner_calls.run(&self.registry, call);
-        if !reply {
-            return;
-        }
-        let sent = encode(&Down::SpawnerReply(result)).and_then(|f| match &mut self.workers[slot].state {
-            State::Ready(p) => write_frame(&mut p.stream, &f),
-            _ => Err(machine(MachineErrorKind::Protocol, "the worker is not connected")),
-        });
-        if let Err(e) = sent {
-            // The reader thread reports the loss of the process, if that is what happened.
-            log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
+    /// Takes the spawner calls' answers: writes each caller that waits its reply, and handles
+    /// what their tasks reported meanwhile (the events go to `events`).
+    fn take_spawner_answers(&mut self) {
+        while let Some(Answer { caller: Caller { slot, task }, reply, result }) = self.spawner_calls.answer()
+        {
+            if reply && self.slots.task(slot) == Some(task) {
+                let sent =
+                    encode(&Down::SpawnerReply(result)).and_then(|f| match &mut self.workers[slot].state {
+                        State::Ready(p) => write_frame(&mut p.stream, &f),
+                        _ => Err(machine(MachineErrorKind::Protocol, "the worker is not connected")),
+                    });
+                if let Err(e) = sent {
+                    // The reader thread reports the loss of the process, if that is what happened.
+                    log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
+                }
+            }
+            for inbound in self.spawner_calls.release(task) {
+                if let Some(e) = self.on_inbound(inbound) {
+                    self.events.push_back(e);
+                }
+            }
         }
     }
 
@@ -512,9 +521,25 @@ impl ProcessVm {
                 if generation != self.workers[slot].generation {
                     return None;
                 }
+                // What a task reports after an asynchronous spawner call waits for its answer.
+                let (task, call) = match &up {
+                    Up::SpawnerCall { task, .. } => (*task, true),
+                    Up::Message { task, .. } | Up::Finished { task, .. } | Up::Lost { task, .. } => {
+                        (*task, false)
+                    }
+                };
+                let Inbound::Frame { up, .. } =
+                    self.spawner_calls.hold(task, Inbound::Frame { slot, generation, up }, call)?
+                else {
+                    return None;
+                };
                 match up {
                     Up::SpawnerCall { task, call, reply } => {
-                        self.spawner_call(slot, task, &call, reply);
+                        if self.slots.task(slot) == Some(task) {
+                            self.spawner_calls.submit(Caller { slot, task }, call, reply);
+                        } else {
+                            log::debug!(target: "cos", "spawner call of task {task}, which does not run, dropped");
+                        }
                         None
                     }
                     Up::Message { task, bytes } => {
@@ -540,6 +565,16 @@ impl ProcessVm {
             Inbound::Closed { slot, generation, garbage } => {
                 if generation != self.workers[slot].generation {
                     return None;
+                }
+                if let Some(task) = self.slots.task(slot) {
+                    let held = self.spawner_calls.hold(
+                        task,
+                        Inbound::Closed { slot, generation, garbage },
+                        false,
+                    )?;
+                    let Inbound::Closed { garbage, .. } = held else { return None };
+                    log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
+                    return self.lose(slot, garbage.map(LostCause::Connection));
                 }
                 log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
                 self.lose(slot, garbage.map(LostCause::Connection))
@@ -597,6 +632,7 @@ impl VirtualMachine for ProcessVm {
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
         let closed = || machine(MachineErrorKind::Protocol, "the event channel closed");
         loop {
+            self.take_spawner_answers();
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
             }
@@ -624,13 +660,11 @@ impl VirtualMachine for ProcessVm {
                     (Some(d), Some(c)) => Some(d.min(c)),
                     (d, c) => d.or(c),
                 };
-                let got = match wake {
-                    Some(at) => self.inbound.recv_deadline(at),
-                    None => self.inbound.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                match got {
-                    Ok(i) => i,
-                    Err(RecvTimeoutError::Timeout) => {
+                // A running spawner call's answer wakes the wait too.
+                match recv_either(&self.inbound, self.spawner_calls.waiting(), wake) {
+                    Got::Message(i) => i,
+                    Got::Other => continue,
+                    Got::Timeout => {
                         if starting {
                             self.check_starting();
                         }
@@ -639,7 +673,7 @@ impl VirtualMachine for ProcessVm {
                         }
                         continue;
                     }
-                    Err(RecvTimeoutError::Disconnected) => return Err(closed()),
+                    Got::Closed => return Err(closed()),
                 }
             };
             if let Some(e) = self.on_inbound(inbound) {
@@ -655,6 +689,8 @@ impl VirtualMachine for ProcessVm {
             .running(task)
             .ok_or_else(|| machine(MachineErrorKind::NoSuchTask, format!("no running task {task}")))?;
         self.slots.end(task);
+        // A spawner call it waits for, hung or not, does not hold the calls behind it.
+        self.spawner_calls.forget(task);
         let (pid, _) = self.stop(slot);
         log::debug!(target: "cos", "worker process {pid:?} killed to cancel task {task}");
         if !self.finalized {
