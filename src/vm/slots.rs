@@ -171,6 +171,20 @@ impl Slots {
         }
     }
 
+    /// Puts `slot` back in service (an MPI rank that has reported its cancelled job's end).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn restore(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if s.in_service {
+            return;
+        }
+        s.in_service = true;
+        if s.task.is_none() {
+            self.free += 1;
+            self.free_on[s.host] += 1;
+        }
+    }
+
     /// Takes `slot` out of service for good (after its task, if any, ends it is not free).
     pub(crate) fn retire(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
