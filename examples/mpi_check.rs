@@ -141,6 +141,33 @@ fn check_cancel() -> Result<(), String> {
     rank_comes_back(rank)
 }
 
+/// With `--lose-rank` (a run of its own, under `mpirun --mca orte_enable_recovery 1 --mca
+/// orte_abort_on_non_zero_status 0`): a job ends its rank as a crash would; the spawner hears
+/// nothing from the busy rank past the 1 s silence limit and the job joins as
+/// `WorkerLost` with `LostCause::Silent`; the rank is out of service and the others serve on.
+fn check_lost_rank() -> Result<(), String> {
+    let free = cos::free_slots().unwrap_or(0);
+    let t0 = Instant::now();
+    let s = cos::Spawn::new(&DIE, 3).start().map_err(|e| e.to_string())?;
+    let rank = s.task_id.map(|t| t.worker);
+    let joined = cos::join(s.task);
+    let took = t0.elapsed();
+    match joined {
+        Err(cos::Error::WorkerLost(lost))
+            if matches!(lost.cause, cos::LostCause::Silent(_)) && lost.task.map(|t| t.worker) == rank => {}
+        other => return Err(format!("a job whose rank died joined as {other:?} after {took:?}")),
+    }
+    println!("       rank {rank:?} reported lost after {} ms", took.as_millis());
+    if cos::free_slots() != Some(free - 1) {
+        return Err(format!("{:?} free slots after rank {rank:?} died (before: {free})", cos::free_slots()));
+    }
+    let results = cos::dispatch((0..20).map(|i| cos::job(&DOUBLE, i))).map_err(|e| e.to_string())?;
+    if results != (0..20).map(|i| Ok(2 * i)).collect::<Vec<_>>() {
+        return Err(format!("jobs after the lost rank gave {results:?}"));
+    }
+    Ok(())
+}
+
 /// A check: `Err` says what went wrong.
 type Check<'a> = &'a dyn Fn() -> Result<(), String>;
 
@@ -388,7 +415,11 @@ fn main() -> ExitCode {
     };
     let expect_translation = args.iter().any(|a| a == "--expect-path-translation");
     // Only rank 0 comes back; the other ranks work until the machine is finalized.
-    let vm = cos::MpiVm::builder(registry).finalize_grace(Duration::from_millis(500));
+    let lose_rank = args.iter().any(|a| a == "--lose-rank");
+    let mut vm = cos::MpiVm::builder(registry).finalize_grace(Duration::from_millis(500));
+    if lose_rank {
+        vm = vm.heartbeat(Duration::from_millis(100), Duration::from_secs(1));
+    }
     let vm = match vm.init() {
         Ok(vm) => vm,
         Err(e) => {
@@ -413,21 +444,27 @@ fn main() -> ExitCode {
     let (slots, targeting) = (|| check_slots(size, &here), || check_targeting(&here));
     let every_host = || check_every_host(&here, expect_hosts);
     let mirrored = || check_mirrored_paths(&here, expect_translation);
-    let mut checks: Vec<(&str, Check)> = vec![
-        ("slots and hosts", &slots),
-        ("dispatch of 100 jobs", &check_dispatch),
-        ("host targeting", &targeting),
-        ("a task on every host", &every_host),
-        ("failing task", &check_failure),
-        ("stack overflow in a job", &check_overflow),
-        ("idle wait", &check_idle_wait),
-        ("time limit on a job", &check_time_limit),
-        ("cancel of a job waiting on its simulator", &check_cancel),
-    ];
-    if cos::mirrored_storage().is_empty() {
-        println!("skip   mirrored paths (PARALLEL_MIRRORED_STORAGE is not set)");
+    let mut checks: Vec<(&str, Check)> = if lose_rank {
+        vec![("a rank that dies while busy", &check_lost_rank)]
     } else {
-        checks.insert(4, ("mirrored paths across hosts", &mirrored));
+        vec![
+            ("slots and hosts", &slots),
+            ("dispatch of 100 jobs", &check_dispatch),
+            ("host targeting", &targeting),
+            ("a task on every host", &every_host),
+            ("failing task", &check_failure),
+            ("stack overflow in a job", &check_overflow),
+            ("idle wait", &check_idle_wait),
+            ("time limit on a job", &check_time_limit),
+            ("cancel of a job waiting on its simulator", &check_cancel),
+        ]
+    };
+    if !lose_rank {
+        if cos::mirrored_storage().is_empty() {
+            println!("skip   mirrored paths (PARALLEL_MIRRORED_STORAGE is not set)");
+        } else {
+            checks.insert(4, ("mirrored paths across hosts", &mirrored));
+        }
     }
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {

@@ -56,11 +56,11 @@ impl Up {
 }
 
 /// The default spin before a wait starts sleeping.
-pub(super) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+pub(super) const DEFAULT_SPIN: Duration = Duration::from_micros(200);
 /// The first sleep between two unsuccessful polls.
 const FIRST_WAIT: Duration = Duration::from_micros(20);
 /// The longest sleep between two unsuccessful polls.
-const LONGEST_WAIT: Duration = Duration::from_millis(1);
+const LONGEST_WAIT: Duration = Duration::from_millis(2);
 
 /// Makes this thread's short sleeps last as long as asked: Linux lets a sleep overrun by the
 /// thread's timer slack (50 µs by default), which would turn the first 20 µs poll interval into

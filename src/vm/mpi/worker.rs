@@ -175,7 +175,7 @@ impl SpawnerLink for MpiSpawnerLink {
 }
 
 /// How often the control thread looks at the spawner's messages while a job runs.
-const CONTROL_POLL: Duration = Duration::from_millis(1);
+const CONTROL_POLL: Duration = Duration::from_millis(5);
 
 /// The control thread: while a job runs, takes its cancel and the machine's finalize, and
 /// sends heartbeats (see the module's documentation).
