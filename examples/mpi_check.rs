@@ -8,11 +8,16 @@
 //! Rank 0 dispatches jobs over the other ranks, targets its own host and every other host, runs a
 //! task that panics on its worker, and waits for a slow task while measuring its own CPU time;
 //! when `PARALLEL_MIRRORED_STORAGE` is set, it writes a file under its first entry and has a task
-//! on every host read it through the file's `cos::AbstractPath`. Then it finalizes the machine
-//! while a task still runs, which ends the workers. It prints `mpi: N passed, M failed` and exits
-//! non-zero when a check failed.
+//! on every host read it through the file's `cos::AbstractPath`. A job past its time limit and a
+//! cancelled job, each waiting on a 30 s simulator, end at once and their rank serves again soon.
+//! Then it finalizes the machine while a task still runs and another never returns, which ends
+//! the workers within the finalize grace. It prints `mpi: N passed, M failed` and exits non-zero
+//! when a check failed.
 //!
-//! Options: `--expect-hosts N` fails unless the ranks are on N hosts; `--expect-path-translation`
+//! Options: `--lose-rank` runs only the check of a rank that dies while busy (a run of its own
+//! with OpenMPI's recovery on: `mpirun --mca orte_enable_recovery 1 --mca
+//! orte_abort_on_non_zero_status 0 -n 4 ... --lose-rank`); `--expect-hosts N` fails unless the
+//! ranks are on N hosts; `--expect-path-translation`
 //! fails unless some host reaches the mirrored file through a path other than the spawner's
 //! (both for `cluster/two-hosts.sh`, where the hosts mount the share at different paths).
 
