@@ -173,6 +173,21 @@ fn check_lost_rank() -> Result<(), String> {
     Ok(())
 }
 
+/// With `--lose-rank`: a spawner that does not look at the machine for longer than the 1 s
+/// silence limit (a long computation of its own) finds the busy rank's heartbeats waiting and
+/// loses no rank.
+fn check_busy_spawner() -> Result<(), String> {
+    let s = cos::Spawn::new(&SLEEP, 1500).start().map_err(|e| e.to_string())?;
+    // The spawner's own work: no system call, so the scheduler does not poll the machine.
+    std::thread::sleep(Duration::from_secs(2));
+    match cos::join(s.task) {
+        Ok(1500) => Ok(()),
+        other => {
+            Err(format!("a job outliving the silence limit while the spawner was busy joined as {other:?}"))
+        }
+    }
+}
+
 /// A check: `Err` says what went wrong.
 type Check<'a> = &'a dyn Fn() -> Result<(), String>;
 
@@ -450,7 +465,10 @@ fn main() -> ExitCode {
     let every_host = || check_every_host(&here, expect_hosts);
     let mirrored = || check_mirrored_paths(&here, expect_translation);
     let mut checks: Vec<(&str, Check)> = if lose_rank {
-        vec![("a rank that dies while busy", &check_lost_rank)]
+        vec![
+            ("a spawner busy past the silence limit", &check_busy_spawner),
+            ("a rank that dies while busy", &check_lost_rank),
+        ]
     } else {
         vec![
             ("slots and hosts", &slots),

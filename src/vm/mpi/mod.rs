@@ -43,10 +43,13 @@ use crate::vm::{
     RemoteFailure, TaskId, VirtualMachine, Wait,
 };
 use wire::{
-    precise_sleeps, receive, send, Up, DEFAULT_SPIN, TAG_CANCEL, TAG_HEARTBEAT, TAG_HELLO, TAG_JOB,
-    TAG_MESSAGE_DOWN, TAG_MESSAGE_UP, TAG_QUIT, TAG_RESULT, TAG_SETUP,
+    precise_sleeps, receive, send, try_receive, Up, DEFAULT_SPIN, TAG_CANCEL, TAG_HEARTBEAT, TAG_HELLO,
+    TAG_JOB, TAG_MESSAGE_DOWN, TAG_MESSAGE_UP, TAG_QUIT, TAG_RESULT, TAG_SETUP,
 };
 use worker::{quit_frame, worker_loop};
+
+/// How long the spawner looks for frames once more before it calls a busy rank silent.
+const CONFIRM_SILENCE: Duration = Duration::from_millis(20);
 
 /// The waiting settings every rank uses (each from its own builder: the same program sets the
 /// same everywhere).
@@ -377,11 +380,7 @@ impl MpiVm {
     /// The first busy rank silent past the limit: it goes out of service for good; its task,
     /// if it still had one, is lost.
     fn silent_rank(&mut self, now: Instant) -> Option<Event> {
-        if !self.controlled {
-            return None;
-        }
-        let slot = (0..self.heard.len())
-            .find(|&s| self.busy(s) && now.saturating_duration_since(self.heard[s]) > self.silence_limit)?;
+        let slot = self.silent_slot(now)?;
         let silent = now.saturating_duration_since(self.heard[slot]);
         log::warn!(target: "cos", "rank {} silent for {silent:?} while busy; out of service", slot + 1);
         self.draining[slot] = None;
@@ -389,6 +388,15 @@ impl MpiVm {
         let task = self.slots.task(slot)?;
         self.slots.end(task);
         Some(Event::Lost { task, cause: LostCause::Silent(silent) })
+    }
+
+    /// The first busy slot whose rank has been silent past the limit.
+    fn silent_slot(&self, now: Instant) -> Option<usize> {
+        if !self.controlled {
+            return None;
+        }
+        (0..self.heard.len())
+            .find(|&s| self.busy(s) && now.saturating_duration_since(self.heard[s]) > self.silence_limit)
     }
 
     /// When the next busy rank's silence passes the limit.
@@ -471,20 +479,38 @@ impl VirtualMachine for MpiVm {
             Wait::Forever => None,
         };
         loop {
-            if let Some(e) = self.silent_rank(Instant::now()) {
-                return Ok(Some(e));
-            }
-            let check = self.next_silence_deadline();
-            let until = match (deadline, check) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let Some((bytes, rank, tag)) = receive(&world.any_process(), until, self.tuning.spin) else {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(self.silent_rank(Instant::now()));
+            // A rank's silence counts only once every frame that has come is taken: a spawner
+            // that was busy elsewhere for longer than the limit finds the heartbeats waiting.
+            let got = match try_receive(&world.any_process()) {
+                Some(m) => Some(m),
+                None if self.silent_slot(Instant::now()).is_some() => {
+                    // A probe may miss frames that have come but that MPI has not progressed
+                    // yet: look again for a moment before calling the rank silent.
+                    let got = receive(
+                        &world.any_process(),
+                        Some(Instant::now() + CONFIRM_SILENCE),
+                        self.tuning.spin,
+                    );
+                    if got.is_none() {
+                        if let Some(e) = self.silent_rank(Instant::now()) {
+                            return Ok(Some(e));
+                        }
+                    }
+                    got
                 }
-                continue;
+                None => {
+                    let until = match (deadline, self.next_silence_deadline()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let got = receive(&world.any_process(), until, self.tuning.spin);
+                    if got.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                    got
+                }
             };
+            let Some((bytes, rank, tag)) = got else { continue };
             if let Some(heard) = (rank as usize).checked_sub(1).and_then(|s| self.heard.get_mut(s)) {
                 *heard = Instant::now();
             }
