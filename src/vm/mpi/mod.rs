@@ -106,9 +106,9 @@ impl MpiVmBuilder {
         self
     }
 
-    /// How long a wait for a message polls MPI without sleeping (default 50 µs), on the
+    /// How long a wait for a message polls MPI without sleeping (default 200 µs), on the
     /// spawner and on the workers: a short job's answer comes within it without a sleep's
-    /// delay. Longer waits sleep between polls (20 µs growing to 1 ms), so an idle wait costs
+    /// delay. Longer waits sleep between polls (20 µs growing to 2 ms), so an idle wait costs
     /// little CPU.
     ///
     /// ```no_run
@@ -227,7 +227,7 @@ impl MpiVm {
     }
 
     /// A builder with the defaults of [`MpiVm::init`] (no environment, a finalize grace of 1 s,
-    /// a 50 µs spin, a heartbeat every second and a silence limit of 10 s).
+    /// a 200 µs spin, a heartbeat every second and a silence limit of 10 s).
     ///
     /// ```no_run
     /// let vm = cos::MpiVm::builder(cos::Registry::new()).init().unwrap();

@@ -2,8 +2,9 @@
 //! spinning for long (OpenMPI's blocking probes and receives spin at full CPU).
 //!
 //! A wait polls with a cheap non-blocking probe, spinning for a short time first (the spin,
-//! 50 µs by default: a job's answer usually comes within it, so a short job's round trip is not
-//! a sleep's), then sleeping between polls for 20 µs, a quarter longer each time, up to 1 ms.
+//! 200 µs by default: a job's answer usually comes within it, so a short job's round trip is
+//! not a sleep's), then sleeping between polls for 20 µs, a quarter longer each time, up to
+//! 2 ms.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,7 +88,7 @@ impl Backoff {
 
     /// Spins once (during the spin), or sleeps for the current delay, but not past
     /// `deadline`, and makes the delay a quarter longer (so a message waits at most a quarter
-    /// of the time already waited, or 1 ms).
+    /// of the time already waited, or 2 ms).
     pub(super) fn wait(&mut self, deadline: Option<Instant>) {
         let now = Instant::now();
         if now < self.spin_until {
