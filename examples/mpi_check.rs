@@ -8,11 +8,16 @@
 //! Rank 0 dispatches jobs over the other ranks, targets its own host and every other host, runs a
 //! task that panics on its worker, and waits for a slow task while measuring its own CPU time;
 //! when `PARALLEL_MIRRORED_STORAGE` is set, it writes a file under its first entry and has a task
-//! on every host read it through the file's `cos::AbstractPath`. Then it finalizes the machine
-//! while a task still runs, which ends the workers. It prints `mpi: N passed, M failed` and exits
-//! non-zero when a check failed.
+//! on every host read it through the file's `cos::AbstractPath`. A job past its time limit and a
+//! cancelled job, each waiting on a 30 s simulator, end at once and their rank serves again soon.
+//! Then it finalizes the machine while a task still runs and another never returns, which ends
+//! the workers within the finalize grace. It prints `mpi: N passed, M failed` and exits non-zero
+//! when a check failed.
 //!
-//! Options: `--expect-hosts N` fails unless the ranks are on N hosts; `--expect-path-translation`
+//! Options: `--lose-rank` runs only the check of a rank that dies while busy (a run of its own
+//! with OpenMPI's recovery on: `mpirun --mca orte_enable_recovery 1 --mca
+//! orte_abort_on_non_zero_status 0 -n 4 ... --lose-rank`); `--expect-hosts N` fails unless the
+//! ranks are on N hosts; `--expect-path-translation`
 //! fails unless some host reaches the mirrored file through a path other than the spawner's
 //! (both for `cluster/two-hosts.sh`, where the hosts mount the share at different paths).
 
@@ -51,6 +56,139 @@ static SLEEP: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("sleep_ms", |ms| {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 });
+
+/// Starts `sleep SECONDS` as a simulator in a process group and waits for it; its end as text
+/// (a cancelled job's simulator is ended, so the wait returns with `Killed`).
+fn simulate(seconds: u32) -> String {
+    match cos::ProcessGroup::start(std::process::Command::new("sleep").arg(seconds.to_string())) {
+        Ok(mut g) => format!("{:?}", g.wait(None).map_err(|e| e.kind)),
+        Err(e) => format!("not started: {e}"),
+    }
+}
+static SIMULATE: cos::RemoteFn<u32, String> = cos::RemoteFn::new("simulate", simulate);
+/// A job that never returns and never yields (a thread sleep, not a cooperative wait).
+static HANG: cos::RemoteFn<(), ()> = cos::RemoteFn::new("hang", |()| loop {
+    std::thread::sleep(Duration::from_secs(3600));
+});
+/// Ends its rank at once, as a crash would (no MPI_Finalize).
+static DIE: cos::RemoteFn<i32, ()> = cos::RemoteFn::new("die", |code| {
+    // SAFETY: _exit(2) ends the process at once; nothing runs after it.
+    unsafe { libc_exit(code) }
+});
+extern "C" {
+    #[link_name = "_exit"]
+    fn libc_exit(code: i32) -> !;
+}
+
+/// After a job on `rank` ended early (cancelled or timed out while its simulator would run for
+/// 30 s), the rank runs a job again within 1.5 s: its simulator was ended, the job returned,
+/// and its late report was dropped. Every other rank is kept busy meanwhile, so the last spawn
+/// can only go to `rank`.
+fn rank_comes_back(rank: Option<u32>) -> Result<(), String> {
+    let t0 = Instant::now();
+    let free = cos::free_slots().unwrap_or(0);
+    let mut busy = Vec::new();
+    for _ in 0..free {
+        let s =
+            cos::Spawn::new(&SLEEP, 2000).block(false).enqueue(false).start().map_err(|e| e.to_string())?;
+        busy.push(s);
+    }
+    // Blocks until a slot is free: the rank of the ended job, or one of the 2 s sleepers.
+    let back = cos::Spawn::new(&DOUBLE, 21).start().map_err(|e| e.to_string())?;
+    let waited = t0.elapsed();
+    let on = back.task_id.map(|t| t.worker);
+    let v = cos::join(back.task).map_err(|e| e.to_string())?;
+    for s in busy {
+        cos::join(s.task).map_err(|e| e.to_string())?;
+    }
+    if v != 42 || on != rank || waited > Duration::from_millis(1500) {
+        return Err(format!(
+            "the next job ran on rank {on:?} (expected {rank:?}) after {waited:?}, gave {v}"
+        ));
+    }
+    println!("       rank {rank:?} took a job again {} ms after the end", waited.as_millis());
+    Ok(())
+}
+
+/// A job past its time limit ends with `Timeout` at the deadline (its simulator is ended on
+/// the rank); the rank serves again soon after.
+fn check_time_limit() -> Result<(), String> {
+    let t0 = Instant::now();
+    let s = cos::Spawn::new(&SIMULATE, 30)
+        .time_limit(Duration::from_millis(200))
+        .start()
+        .map_err(|e| e.to_string())?;
+    let rank = s.task_id.map(|t| t.worker);
+    let joined = cos::join(s.task);
+    let took = t0.elapsed();
+    match joined {
+        Err(cos::Error::Timeout) if took < Duration::from_secs(1) => {}
+        other => return Err(format!("a job past its 200 ms limit joined as {other:?} after {took:?}")),
+    }
+    rank_comes_back(rank)
+}
+
+/// A cancelled job waiting on its simulator joins as `Cancelled`; the rank's simulator is
+/// ended, so the rank serves again soon after; the late result is given to no one.
+fn check_cancel() -> Result<(), String> {
+    let s = cos::Spawn::new(&SIMULATE, 30).start().map_err(|e| e.to_string())?;
+    let rank = s.task_id.map(|t| t.worker);
+    let tid = s.task.tid();
+    // Let the job start its simulator (the wait is not an ordering the check relies on: a
+    // cancel before the simulator starts ends the job as well).
+    std::thread::sleep(Duration::from_millis(100));
+    match cos::cancel(tid) {
+        Ok(true) => {}
+        other => return Err(format!("cancel gave {other:?}")),
+    }
+    match cos::join(s.task) {
+        Err(cos::Error::Cancelled(t)) if t == tid => {}
+        other => return Err(format!("the cancelled job joined as {other:?}")),
+    }
+    rank_comes_back(rank)
+}
+
+/// With `--lose-rank` (a run of its own, under `mpirun --mca orte_enable_recovery 1 --mca
+/// orte_abort_on_non_zero_status 0`): a job ends its rank as a crash would; the spawner hears
+/// nothing from the busy rank past the 1 s silence limit and the job joins as
+/// `WorkerLost` with `LostCause::Silent`; the rank is out of service and the others serve on.
+fn check_lost_rank() -> Result<(), String> {
+    let free = cos::free_slots().unwrap_or(0);
+    let t0 = Instant::now();
+    let s = cos::Spawn::new(&DIE, 3).start().map_err(|e| e.to_string())?;
+    let rank = s.task_id.map(|t| t.worker);
+    let joined = cos::join(s.task);
+    let took = t0.elapsed();
+    match joined {
+        Err(cos::Error::WorkerLost(lost))
+            if matches!(lost.cause, cos::LostCause::Silent(_)) && lost.task.map(|t| t.worker) == rank => {}
+        other => return Err(format!("a job whose rank died joined as {other:?} after {took:?}")),
+    }
+    println!("       rank {rank:?} reported lost after {} ms", took.as_millis());
+    if cos::free_slots() != Some(free - 1) {
+        return Err(format!("{:?} free slots after rank {rank:?} died (before: {free})", cos::free_slots()));
+    }
+    let results = cos::dispatch((0..20).map(|i| cos::job(&DOUBLE, i))).map_err(|e| e.to_string())?;
+    if results != (0..20).map(|i| Ok(2 * i)).collect::<Vec<_>>() {
+        return Err(format!("jobs after the lost rank gave {results:?}"));
+    }
+    Ok(())
+}
+
+/// With `--lose-rank`: a spawner that does not look at the machine for longer than the 1 s
+/// silence limit (a long computation of its own) finds the busy rank's heartbeats waiting and
+/// loses no rank.
+fn check_busy_spawner() -> Result<(), String> {
+    let s = cos::Spawn::new(&SLEEP, 1500).start().map_err(|e| e.to_string())?;
+    // The spawner's own work: no system call, so the scheduler does not poll the machine.
+    std::thread::sleep(Duration::from_secs(2));
+    match cos::join(s.task) {
+        Ok(1500) => Ok(()),
+        other => {
+            Err(format!("a job outliving the silence limit while the spawner was busy joined as {other:?}"))
+        }
+    }
+}
 
 /// A check: `Err` says what went wrong.
 type Check<'a> = &'a dyn Fn() -> Result<(), String>;
@@ -296,7 +434,10 @@ fn main() -> ExitCode {
         .with(&FAIL)
         .with(&SLEEP)
         .with(&RUNAWAY)
-        .with(&READ_MIRRORED);
+        .with(&READ_MIRRORED)
+        .with(&SIMULATE)
+        .with(&HANG)
+        .with(&DIE);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let expect_hosts = match args.iter().position(|a| a == "--expect-hosts") {
         Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
@@ -310,7 +451,12 @@ fn main() -> ExitCode {
     };
     let expect_translation = args.iter().any(|a| a == "--expect-path-translation");
     // Only rank 0 comes back; the other ranks work until the machine is finalized.
-    let vm = match cos::MpiVm::init(registry) {
+    let lose_rank = args.iter().any(|a| a == "--lose-rank");
+    let mut vm = cos::MpiVm::builder(registry).finalize_grace(Duration::from_millis(500));
+    if lose_rank {
+        vm = vm.heartbeat(Duration::from_millis(100), Duration::from_secs(1));
+    }
+    let vm = match vm.init() {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("mpi_check: {e}");
@@ -334,20 +480,31 @@ fn main() -> ExitCode {
     let (slots, targeting) = (|| check_slots(size, &here), || check_targeting(&here));
     let every_host = || check_every_host(&here, expect_hosts);
     let mirrored = || check_mirrored_paths(&here, expect_translation);
-    let mut checks: Vec<(&str, Check)> = vec![
-        ("slots and hosts", &slots),
-        ("dispatch of 100 jobs", &check_dispatch),
-        ("host targeting", &targeting),
-        ("a task on every host", &every_host),
-        ("failing task", &check_failure),
-        ("signature mismatch", &check_signature),
-        ("stack overflow in a job", &check_overflow),
-        ("idle wait", &check_idle_wait),
-    ];
-    if cos::mirrored_storage().is_empty() {
-        println!("skip   mirrored paths (PARALLEL_MIRRORED_STORAGE is not set)");
+    let mut checks: Vec<(&str, Check)> = if lose_rank {
+        vec![
+            ("a spawner busy past the silence limit", &check_busy_spawner),
+            ("a rank that dies while busy", &check_lost_rank),
+        ]
     } else {
-        checks.insert(4, ("mirrored paths across hosts", &mirrored));
+        vec![
+            ("slots and hosts", &slots),
+            ("dispatch of 100 jobs", &check_dispatch),
+            ("host targeting", &targeting),
+            ("a task on every host", &every_host),
+            ("failing task", &check_failure),
+            ("signature mismatch", &check_signature),
+            ("stack overflow in a job", &check_overflow),
+            ("idle wait", &check_idle_wait),
+            ("time limit on a job", &check_time_limit),
+            ("cancel of a job waiting on its simulator", &check_cancel),
+        ]
+    };
+    if !lose_rank {
+        if cos::mirrored_storage().is_empty() {
+            println!("skip   mirrored paths (PARALLEL_MIRRORED_STORAGE is not set)");
+        } else {
+            checks.insert(4, ("mirrored paths across hosts", &mirrored));
+        }
     }
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
@@ -362,20 +519,32 @@ fn main() -> ExitCode {
             }
         }
     }
-    // Finalize waits for a task that still runs, then ends every worker (mpirun returns 0 only
-    // when all ranks exit with 0).
-    match cos::Spawn::new(&SLEEP, 200).block(false).enqueue(false).start() {
-        Ok(s) if s.task_id.is_some() => {
+    // Finalize waits for a task that still runs (it ends within the grace), and does not wait
+    // past the 500 ms grace for one that never returns: that rank leaves its job and exits, so
+    // mpirun ends (it returns 0 only when all ranks exit with 0).
+    let running = cos::Spawn::new(&SLEEP, 200).block(false).enqueue(false).start();
+    let hung = cos::Spawn::new(&HANG, ()).block(false).enqueue(false).start();
+    match (running, hung) {
+        (Ok(s), Ok(h)) if s.task_id.is_some() && h.task_id.is_some() => {
+            let t0 = Instant::now();
             cos::finalize();
-            passed += 1;
-            println!("ok     finalize with a running task");
+            let took = t0.elapsed();
+            println!("       finalize took {} ms", took.as_millis());
+            if took < Duration::from_secs(3) {
+                passed += 1;
+                println!("ok     finalize with a running task and a hung one");
+            } else {
+                failed += 1;
+                println!("FAILED finalize with a running task and a hung one: it took {took:?}");
+            }
         }
-        other => {
+        (s, h) => {
             cos::finalize();
             failed += 1;
             println!(
-                "FAILED finalize with a running task: the task did not start ({:?})",
-                other.map(|s| s.task_id)
+                "FAILED finalize with a running task and a hung one: the tasks did not start ({:?}, {:?})",
+                s.map(|s| s.task_id),
+                h.map(|s| s.task_id)
             );
         }
     }

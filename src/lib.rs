@@ -82,12 +82,12 @@ pub use task::{Joined, Outcome, Task, Tid, Value};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use vm::process::frame::fuzz_spawner_stream;
-#[cfg(feature = "mpi")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
-pub use vm::MpiVm;
 pub use vm::{
     clear_local_storage_everywhere, start, start_with, Event, HostId, LostCause, LostWorker, Machine,
     MachineError, MachineErrorKind, ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteError,
     RemoteErrorKind, RemoteFailure, RemoteFn, SimEvent, SimTrace, SimVm, StartOptions, TaskId, ThreadVm,
     ThreadVmBuilder, VirtualMachine, Wait,
 };
+#[cfg(feature = "mpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+pub use vm::{MpiVm, MpiVmBuilder};

@@ -29,12 +29,21 @@ impl Scheduler {
             };
             // Events come only from running remote tasks; without any, only a deadline is
             // worth waiting for.
-            if self.remote.is_empty() && !matches!(wait, Wait::Until(_)) {
+            // A machine that frees slots without events (cancelled tasks still ending) is asked
+            // too, so that the spawns waiting for those slots are served.
+            if self.remote.is_empty() && !matches!(wait, Wait::Until(_)) && !vm.settling() {
                 return;
             }
+            let free = vm.free_slots();
             match vm.receive(wait) {
                 Ok(Some(event)) => self.on_event(event),
-                Ok(None) => return,
+                Ok(None) => {
+                    if self.vm.as_ref().is_some_and(|vm| vm.free_slots() > free) {
+                        self.serve_queued();
+                        continue;
+                    }
+                    return;
+                }
                 Err(e) => {
                     log::error!(target: "cos", "virtual machine failed: {e}; its tasks end");
                     let lost: Vec<TaskId> = self.remote.keys().copied().collect();

@@ -318,6 +318,9 @@ pub enum LostCause {
     Start(String),
     /// Anything else (for example a user's machine).
     Other(String),
+    /// The worker sent nothing (not even a heartbeat) for this long while it ran the task: it
+    /// died, hangs outside the task, or its link is gone (an MPI rank; see `MpiVm`).
+    Silent(std::time::Duration),
 }
 
 impl fmt::Display for LostCause {
@@ -329,6 +332,7 @@ impl fmt::Display for LostCause {
             LostCause::Connection(m) => write!(f, "connection broken: {m}"),
             LostCause::Start(m) => write!(f, "not started: {m}"),
             LostCause::Other(m) => f.write_str(m),
+            LostCause::Silent(d) => write!(f, "silent for {:.1} s", d.as_secs_f64()),
         }
     }
 }

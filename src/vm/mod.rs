@@ -27,7 +27,7 @@ pub(crate) mod worker;
 use std::time::Instant;
 
 #[cfg(feature = "mpi")]
-pub use self::mpi::MpiVm;
+pub use self::mpi::{MpiVm, MpiVmBuilder};
 use crate::error::Error;
 pub use clear::clear_local_storage_everywhere;
 pub(crate) use clear::{is_cleaner, run_cleaner};
@@ -166,6 +166,18 @@ pub trait VirtualMachine {
     /// [`Error::Vm`] when the machine cannot cancel tasks or does not know the task.
     fn cancel(&mut self, task: TaskId) -> Result<(), Error> {
         Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot cancel task {task}")))
+    }
+    /// Whether a slot will become free without an event (an MPI rank still owes the end of a
+    /// task that was cancelled): the scheduler then keeps asking for events even with no remote
+    /// task running, and serves the spawns waiting for a slot when [`receive`](Self::receive)
+    /// comes back having freed one. `false` by default.
+    ///
+    /// ```
+    /// use cos::VirtualMachine;
+    /// assert!(!cos::SimVm::new(cos::Registry::new(), 1, 1).settling());
+    /// ```
+    fn settling(&self) -> bool {
+        false
     }
     /// Sends a user message (postcard bytes) to the running task `to`, which receives it with
     /// [`crate::receive_message`]. Machines that cannot reach a running task refuse (the

@@ -14,7 +14,8 @@ struct Slot {
     host: usize,
     /// The task it runs.
     task: Option<TaskId>,
-    /// `false` once the slot is out of service for good (an MPI rank that cannot be replaced).
+    /// `false` while the slot is out of service (an MPI rank that cannot be replaced, or one
+    /// that still owes the end of a cancelled task).
     in_service: bool,
 }
 
@@ -171,7 +172,22 @@ impl Slots {
         }
     }
 
-    /// Takes `slot` out of service for good (after its task, if any, ends it is not free).
+    /// Puts `slot` back in service (an MPI rank that has reported its cancelled job's end).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn restore(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if s.in_service {
+            return;
+        }
+        s.in_service = true;
+        if s.task.is_none() {
+            self.free += 1;
+            self.free_on[s.host] += 1;
+        }
+    }
+
+    /// Takes `slot` out of service (after its task, if any, ends it is not free): for good, or
+    /// until [`Slots::restore`].
     pub(crate) fn retire(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
         if !s.in_service {
@@ -259,6 +275,20 @@ mod tests {
         l.retire(s0);
         assert_eq!((l.free(), l.hosts_with_free_slots()), (0, vec![]));
         assert_eq!(l.pick(None).unwrap_err(), Error::NoFreeSlot);
+    }
+
+    #[test]
+    fn a_restored_slot_is_free_again() {
+        let mut l = Slots::grid(1, 2);
+        let (s0, t0) = l.pick(None).unwrap();
+        l.start(s0, t0);
+        // A cancelled task: its slot is held until its worker reports the end.
+        l.end(t0);
+        l.retire(s0);
+        assert_eq!((l.free(), l.pick(None).unwrap().0), (1, 1));
+        l.restore(s0);
+        l.restore(s0);
+        assert_eq!((l.free(), l.hosts_with_free_slots()), (2, vec![h("host0")]));
     }
 
     #[test]
