@@ -32,6 +32,22 @@ pub enum RemoteErrorKind {
     /// there): the function did not run. The message names the path and the cause; the
     /// [`RemoteError`] at the joiner names the task and the host.
     Environment,
+    /// A value too large for any machine's transport: the function's encoded value (the
+    /// worker reports this instead of it and serves on), a job's encoded arguments (refused
+    /// at the spawn, before any worker sees it) or a user message (refused at the send).
+    /// `bytes` is the encoded size, `limit` the largest taken (the same on every machine,
+    /// whatever the transport).
+    ///
+    /// ```
+    /// let k = cos::RemoteErrorKind::TooLarge { bytes: 10, limit: 4 };
+    /// assert_eq!(k.to_string(), "too large: 10 bytes, over the limit of 4");
+    /// ```
+    TooLarge {
+        /// The value's encoded size.
+        bytes: usize,
+        /// The largest encoded size taken.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -43,7 +59,29 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::BadResult => "result cannot be encoded",
             RemoteErrorKind::StackOverflow => "stack overflow",
             RemoteErrorKind::Environment => "task environment cannot be prepared",
+            RemoteErrorKind::TooLarge { bytes, limit } => {
+                return write!(f, "too large: {bytes} bytes, over the limit of {limit}")
+            }
         })
+    }
+}
+
+/// The largest encoded value (a function's value, a job's arguments, a user message) any
+/// machine carries: what fits in one frame of the process machine with room for its envelope.
+/// Every machine keeps to it, so that a job behaves the same on each.
+pub(crate) const MAX_VALUE: usize = (256 << 20) - 4096;
+
+/// The failure of a value of `bytes` encoded bytes, over [`MAX_VALUE`]; `what` says which.
+pub(crate) fn too_large(what: &str, bytes: usize) -> RemoteFailure {
+    RemoteFailure::new(RemoteErrorKind::TooLarge { bytes, limit: MAX_VALUE }, what)
+}
+
+/// `Err(too_large(..))` when `bytes` is over [`MAX_VALUE`].
+pub(crate) fn within_limit(what: &str, bytes: usize) -> Result<(), RemoteFailure> {
+    if bytes > MAX_VALUE {
+        Err(too_large(what, bytes))
+    } else {
+        Ok(())
     }
 }
 

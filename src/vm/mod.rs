@@ -8,7 +8,7 @@
 
 pub(crate) mod channel;
 mod clear;
-mod failure;
+pub(crate) mod failure;
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -29,7 +29,7 @@ pub use self::mpi::MpiVm;
 use crate::error::Error;
 pub use clear::clear_local_storage_everywhere;
 pub(crate) use clear::{is_cleaner, run_cleaner};
-pub(crate) use failure::{io_error, machine};
+pub(crate) use failure::{io_error, machine, within_limit, MAX_VALUE};
 pub use failure::{
     LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,
 };

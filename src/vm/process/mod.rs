@@ -31,6 +31,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvEr
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::SpawnerCalls;
+use crate::vm::failure::too_large;
 use crate::vm::message::{decode, encode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
@@ -39,6 +40,9 @@ use crate::vm::{
     VirtualMachine, Wait,
 };
 use frame::{read_frame, write_frame, Down, Hello, Up, MAX_FRAME};
+
+// A value within the limit every machine keeps to fits in a frame with its envelope.
+const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
 pub(crate) use worker::{is_worker_process, worker_main};
 
@@ -567,10 +571,8 @@ impl VirtualMachine for ProcessVm {
         let job = encode(&Down::Run(job))?;
         if job.len() > MAX_FRAME {
             // Refused before any worker sees it: no healthy worker is replaced for it.
-            return Err(Error::Decode(format!(
-                "a job of {} bytes exceeds the frame limit of {MAX_FRAME}",
-                job.len()
-            )));
+            let host = self.slots.host_of_slot(slot).clone();
+            return Err(Error::Remote(too_large("the job", job.len()).at(None, Some(host))));
         }
         self.slots.start(slot, task);
         self.send(slot, job);
@@ -582,10 +584,7 @@ impl VirtualMachine for ProcessVm {
         let slot = self.slots.running(to).ok_or_else(no_such_task)?;
         let frame = encode(&Down::Message { to, bytes })?;
         if frame.len() > MAX_FRAME {
-            return Err(Error::Decode(format!(
-                "a message of {} bytes exceeds the frame limit of {MAX_FRAME}",
-                frame.len()
-            )));
+            return Err(Error::Remote(too_large("a message", frame.len()).at(Some(to), None)));
         }
         match &mut self.workers[slot].state {
             // A write that fails: the reader thread reports the loss of the process.
