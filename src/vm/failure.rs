@@ -350,6 +350,10 @@ pub enum LostCause {
     Start(String),
     /// Anything else (for example a user's machine).
     Other(String),
+    /// Nothing came from the worker for this long (no heartbeat: the process is stopped,
+    /// stuck outside its job, or cut off), or a frame it began took this long; the machine
+    /// killed it. See `ProcessVmBuilder::heartbeat`.
+    Silent(std::time::Duration),
 }
 
 impl fmt::Display for LostCause {
@@ -361,6 +365,7 @@ impl fmt::Display for LostCause {
             LostCause::Connection(m) => write!(f, "connection broken: {m}"),
             LostCause::Start(m) => write!(f, "not started: {m}"),
             LostCause::Other(m) => f.write_str(m),
+            LostCause::Silent(d) => write!(f, "silent for {d:?}"),
         }
     }
 }

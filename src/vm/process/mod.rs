@@ -14,6 +14,7 @@
 mod auth;
 pub(crate) mod frame;
 mod launch;
+mod watch;
 mod worker;
 
 use std::collections::VecDeque;
@@ -32,18 +33,19 @@ use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::vm::channel::SpawnerCalls;
 use crate::vm::failure::too_large;
-use crate::vm::message::{decode, encode, Job};
+use crate::vm::message::{encode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
     VirtualMachine, Wait,
 };
-use frame::{read_frame, write_frame, Down, Hello, Up, MAX_FRAME};
+use frame::{write_frame, Down, Hello, Up, MAX_FRAME};
 
 // A value within the limit every machine keeps to fits in a frame with its envelope.
 const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
+use watch::Bounds;
 pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
@@ -55,9 +57,9 @@ pub(crate) enum Inbound {
     Connected { hello: Hello, stream: UnixStream },
     /// A frame from a worker.
     Frame { slot: usize, generation: u64, up: Up },
-    /// A worker's connection ended: the process died or exited (`garbage` `None`), or it sent
-    /// what is not a frame (`Some`: what was wrong).
-    Closed { slot: usize, generation: u64, garbage: Option<String> },
+    /// A worker is gone: its process ended or its connection did (`cause` `None`: the exit
+    /// status tells why), it sent what is not a frame, or it went silent.
+    Closed { slot: usize, generation: u64, cause: Option<LostCause> },
 }
 
 /// Worker processes that run registered functions: the same executable started again, one
@@ -95,6 +97,8 @@ pub struct ProcessVm {
     launcher: Launcher,
     dir: PathBuf,
     connect_timeout: Duration,
+    /// How long a worker may stay silent or take to send a frame.
+    bounds: Bounds,
     acceptor: Option<Acceptor>,
     workers: Vec<SlotWorker>,
     inbound_tx: Sender<Inbound>,
@@ -156,6 +160,7 @@ pub struct ProcessVmBuilder {
     hosts: usize,
     per_host: usize,
     connect_timeout: Duration,
+    bounds: Bounds,
     environment: EnvironmentSpec,
 }
 
@@ -188,6 +193,37 @@ impl ProcessVmBuilder {
     /// ```
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+
+    /// How a worker that stopped, hangs outside its job or is cut off is told from a slow job
+    /// (defaults: every 1 s, 10 missed). Every worker process sends a heartbeat frame every
+    /// `interval`, from a thread of its own, whatever its job does; when nothing comes from a
+    /// worker for `interval * missed`, its task ends with [`Event::Lost`] (the joiner gets
+    /// [`Error::WorkerLost`] with [`LostCause::Silent`]), the process is killed and a new one
+    /// takes its slot. A slow job whose worker keeps sending heartbeats is never stopped:
+    /// bound it with [`crate::Spawn::time_limit`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).heartbeat(Duration::from_millis(200), 5);
+    /// ```
+    pub fn heartbeat(mut self, interval: Duration, missed: u32) -> Self {
+        self.bounds.heartbeat = interval.max(Duration::from_millis(1));
+        self.bounds.missed = missed.max(1);
+        self
+    }
+
+    /// How long a frame from a worker may take from its first byte to its last (default 30 s):
+    /// a worker that sent part of a frame and stopped is lost as [`LostCause::Silent`] then,
+    /// even while its heartbeats would still be due.
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new())
+    ///     .frame_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn frame_timeout(mut self, d: Duration) -> Self {
+        self.bounds.frame = d;
         self
     }
 
@@ -237,10 +273,17 @@ impl ProcessVmBuilder {
         let mut vm = ProcessVm {
             registry: self.registry,
             slots,
-            launcher: Launcher::start(program, std::env::args_os().skip(1).collect(), socket, &secret)?,
+            launcher: Launcher::start(
+                program,
+                std::env::args_os().skip(1).collect(),
+                socket,
+                &secret,
+                self.bounds.heartbeat,
+            )?,
             setup: WorkerSetup::new(self.environment),
             dir,
             connect_timeout: self.connect_timeout,
+            bounds: self.bounds,
             acceptor: Some(acceptor),
             workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0 }).collect(),
             inbound_tx,
@@ -274,27 +317,6 @@ impl ProcessVmBuilder {
     }
 }
 
-/// Forwards a worker's frames to the machine until its connection ends.
-fn reader_loop(slot: usize, generation: u64, mut stream: UnixStream, inbound: &Sender<Inbound>) {
-    let garbage = loop {
-        match read_frame(&mut stream) {
-            Ok(Some(frame)) => match decode::<Up>(&frame) {
-                Ok(up) => {
-                    if inbound.send(Inbound::Frame { slot, generation, up }).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break Some(format!("malformed frame: {e}")),
-            },
-            Ok(None) => break None,
-            // A frame cut short or too long is garbage; a read error is the process's end.
-            Err(Error::Decode(e)) => break Some(e),
-            Err(_) => break None,
-        }
-    };
-    let _ = inbound.send(Inbound::Closed { slot, generation, garbage });
-}
-
 impl ProcessVm {
     /// One host with one worker process per available core.
     ///
@@ -322,6 +344,7 @@ impl ProcessVm {
             hosts: 1,
             per_host: cores,
             connect_timeout: Duration::from_secs(60),
+            bounds: Bounds::default(),
             environment: EnvironmentSpec::new(),
         }
     }
@@ -358,10 +381,11 @@ impl ProcessVm {
             return;
         }
         let inbound = self.inbound_tx.clone();
+        let (pidfd, bounds) = (watch::pidfd(child.id()), self.bounds);
         let reader = stream.try_clone().and_then(|r| {
             thread::Builder::new()
                 .name(format!("cos-process-reader-{}", slot + 1))
-                .spawn(move || reader_loop(slot, generation, r, &inbound))
+                .spawn(move || watch::reader_loop(slot, generation, r, pidfd, bounds, &inbound))
         });
         let proc = Proc { child, stream, reader: None };
         match reader {
@@ -539,14 +563,16 @@ impl ProcessVm {
                         Some(Event::Finished { task, result })
                     }
                     Up::Lost { why, .. } => self.lose(slot, Some(LostCause::Panicked(why))),
+                    // The reader takes heartbeats; none is forwarded.
+                    Up::Heartbeat => None,
                 }
             }
-            Inbound::Closed { slot, generation, garbage } => {
+            Inbound::Closed { slot, generation, cause } => {
                 if generation != self.workers[slot].generation {
                     return None;
                 }
-                log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
-                self.lose(slot, garbage.map(LostCause::Connection))
+                log::debug!(target: "cos", "worker process {} ended ({cause:?})", slot + 1);
+                self.lose(slot, cause)
             }
         }
     }
@@ -708,38 +734,5 @@ impl VirtualMachine for ProcessVm {
 impl Drop for ProcessVm {
     fn drop(&mut self) {
         self.finalize();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reader_reports_garbage_as_a_closed_connection() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        write_frame(&mut a, &[0xff; 9]).unwrap();
-        let (tx, rx) = unbounded();
-        reader_loop(3, 7, b, &tx);
-        match rx.recv().unwrap() {
-            Inbound::Closed { slot, generation, garbage } => {
-                assert_eq!((slot, generation), (3, 7));
-                assert!(garbage.is_some(), "garbage is not taken for the process's end");
-            }
-            _ => panic!("garbage decoded as a frame"),
-        }
-    }
-
-    #[test]
-    fn a_reader_forwards_frames_then_the_end() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let task = TaskId { worker: 1, number: 4 };
-        let up = Up::Finished { task, result: Ok(vec![1]), retire: false };
-        write_frame(&mut a, &encode(&up).unwrap()).unwrap();
-        drop(a);
-        let (tx, rx) = unbounded();
-        reader_loop(0, 1, b, &tx);
-        assert!(matches!(rx.recv().unwrap(), Inbound::Frame { slot: 0, generation: 1, up: u } if u == up));
-        assert!(matches!(rx.recv().unwrap(), Inbound::Closed { slot: 0, generation: 1, .. }));
     }
 }
