@@ -310,7 +310,7 @@ fn a_worker_that_cannot_restart_loses_its_job_and_its_slot() {
     std::env::remove_var(FAIL_START_ENV);
     expect_lost(first, |c| *c == LostCause::Signal(libc::SIGKILL));
     // The lowest free slot is the restarting one: the job waits there, and is lost when the
-    // new process exits before it connects; the slot goes out of service.
+    // new process exits before it connects; the slot is down while its restart is backed off.
     let waiting = Spawn::new(&PID, ()).start().unwrap();
     assert_eq!(waiting.task_id.map(|t| t.worker), Some(1));
     let r = cos::join(waiting.task);
@@ -320,7 +320,9 @@ fn a_worker_that_cannot_restart_loses_its_job_and_its_slot() {
 }
 
 /// With every slot out of service, a remote spawn waits for a slot; it never runs in the
-/// spawner. Nothing can bring the slot back, so the blocking spawn is a deadlock.
+/// spawner. The slot is down while its worker's start is backed off, and the scheduler does not
+/// wait for a down slot to come back (see docs/reliability.md), so the blocking spawn is a
+/// deadlock.
 fn with_every_slot_down_a_spawn_never_runs_in_the_spawner() {
     assert!(cos::set_vm(machine(1, 1)).unwrap());
     std::env::set_var(FAIL_START_ENV, "1");

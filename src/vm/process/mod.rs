@@ -50,6 +50,16 @@ pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
+/// The wait before a slot's worker is started again after its first failed start; it doubles
+/// with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker served.
+const BACK_OFF: Duration = Duration::from_millis(10);
+/// The longest wait between two starts of a slot's worker.
+const BACK_OFF_CAP: Duration = Duration::from_secs(5);
+
+/// The wait before the next start of a worker whose `failures` last starts failed in a row.
+fn back_off(failures: u32) -> Duration {
+    BACK_OFF.saturating_mul(1 << failures.min(16)).min(BACK_OFF_CAP)
+}
 
 /// What the accepting thread and the per-worker reader threads tell the machine.
 pub(crate) enum Inbound {
@@ -117,6 +127,10 @@ struct SlotWorker {
     state: State,
     /// Counts the slot's processes; frames of an earlier one are stale.
     generation: u64,
+    /// How many starts failed in a row (the worker ended or gave up before its hello); reset
+    /// when a worker of the slot finishes a job. While it is not 0 the slot is down: not free
+    /// until a worker connects.
+    failures: u32,
 }
 
 enum State {
@@ -124,7 +138,9 @@ enum State {
     Starting { child: Child, since: Instant, job: Option<Vec<u8>> },
     /// Connected.
     Ready(Proc),
-    /// Could not be started: the slot is out of service.
+    /// Its last start failed: it is started again at `until` (the slot is down meanwhile).
+    Waiting { until: Instant },
+    /// No process (the machine is being built or finalized).
     Down,
 }
 
@@ -285,7 +301,7 @@ impl ProcessVmBuilder {
             connect_timeout: self.connect_timeout,
             bounds: self.bounds,
             acceptor: Some(acceptor),
-            workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0 }).collect(),
+            workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0, failures: 0 }).collect(),
             inbound_tx,
             inbound,
             events: VecDeque::new(),
@@ -306,7 +322,7 @@ impl ProcessVmBuilder {
                 Err(_) => vm.check_starting(),
             }
         }
-        if let Some(slot) = vm.workers.iter().position(|w| matches!(w.state, State::Down)) {
+        if let Some(slot) = vm.workers.iter().position(|w| !matches!(w.state, State::Ready(_))) {
             return Err(machine(
                 MachineErrorKind::Protocol,
                 format!("worker process {} did not start and connect", slot + 1),
@@ -401,13 +417,18 @@ impl ProcessVm {
             }
         }
         log::debug!(target: "cos", "worker process {} connected", slot + 1);
+        if self.workers[slot].failures > 0 {
+            log::info!(target: "cos", "worker process {} is back after {} failed starts", slot + 1, self.workers[slot].failures);
+            self.slots.set_in_service(slot, true);
+        }
         if let Some(job) = job {
             self.send(slot, job);
         }
     }
 
     /// Looks at the processes that have not connected: one that ended, or took longer than
-    /// the connect timeout, is killed; its slot goes out of service and its job is lost.
+    /// the connect timeout, is killed, its job is lost and its slot is down until it is
+    /// started again after its back-off (see [`ProcessVm::fail_start`]).
     fn check_starting(&mut self) {
         self.checked = Instant::now();
         for slot in 0..self.workers.len() {
@@ -420,28 +441,57 @@ impl ProcessVm {
                 Ok(None) => continue,
                 Err(e) => format!("worker process {}: {e}", slot + 1),
             };
-            log::error!(target: "cos", "{why}; slot {} out of service", slot + 1);
             self.stop(slot);
-            self.slots.retire(slot);
             if let Some(task) = self.slots.task(slot) {
                 self.slots.end(task);
-                self.events.push_back(Event::Lost { task, cause: LostCause::Start(why) });
+                self.events.push_back(Event::Lost { task, cause: LostCause::Start(why.clone()) });
+            }
+            self.fail_start(slot, &why);
+        }
+    }
+
+    /// A start of the slot's worker failed: the slot is down (not free) and its worker is
+    /// started again after a back-off that doubles with each failure in a row, so that a
+    /// program that cannot start costs a start every few seconds, not a busy loop.
+    fn fail_start(&mut self, slot: usize, why: &str) {
+        let w = &mut self.workers[slot];
+        let wait = back_off(w.failures);
+        w.failures = w.failures.saturating_add(1);
+        w.state = State::Waiting { until: Instant::now() + wait };
+        log::error!(target: "cos", "{why}; slot {} down, started again in {wait:?}", slot + 1);
+        self.slots.set_in_service(slot, false);
+    }
+
+    /// Starts the workers whose back-off has passed.
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.workers.len() {
+            if matches!(self.workers[slot].state, State::Waiting { until } if until <= now) {
+                self.restart(slot);
             }
         }
     }
 
+    /// When the next start of a down slot's worker is due.
+    fn next_restart(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                State::Waiting { until } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Starts a new process in `slot` without waiting for it to connect; on failure the slot
-    /// goes out of service.
+    /// is down and tried again later.
     fn restart(&mut self, slot: usize) {
         match self.launcher.launch(slot) {
             Ok(child) => {
                 self.workers[slot].state = State::Starting { child, since: Instant::now(), job: None };
                 log::debug!(target: "cos", "worker process {} restarting", slot + 1);
             }
-            Err(e) => {
-                log::error!(target: "cos", "cannot restart worker process {}: {e}; slot out of service", slot + 1);
-                self.slots.retire(slot);
-            }
+            Err(e) => self.fail_start(slot, &format!("cannot start worker process {}: {e}", slot + 1)),
         }
     }
 
@@ -455,7 +505,7 @@ impl ProcessVm {
                 let _ = child.kill();
                 (Some(child.id()), child.wait().ok())
             }
-            State::Down => (None, None),
+            State::Waiting { .. } | State::Down => (None, None),
         }
     }
 
@@ -494,7 +544,7 @@ impl ProcessVm {
                 *waiting = Some(job);
                 return;
             }
-            State::Down => {
+            State::Waiting { .. } | State::Down => {
                 log::error!(target: "cos", "job for worker process {}, which is out of service", slot + 1);
                 return;
             }
@@ -554,6 +604,7 @@ impl ProcessVm {
                             return None;
                         }
                         self.slots.end(task);
+                        self.workers[slot].failures = 0;
                         if retire {
                             // The process exits: what the job's abandoned frames held goes with it.
                             log::debug!(target: "cos", "worker process {} retires after task {task}", slot + 1);
@@ -582,6 +633,7 @@ impl fmt::Debug for ProcessVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessVm")
             .field("slots", &self.slots)
+            .field("down", &self.slots.down())
             .field("socket", &self.launcher.socket)
             .finish()
     }
@@ -625,7 +677,9 @@ impl VirtualMachine for ProcessVm {
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
             }
+            self.restart_due();
             let starting = self.workers.iter().any(|w| matches!(w.state, State::Starting { .. }));
+            let restart = self.next_restart();
             let deadline = match wait {
                 Wait::Poll => None,
                 Wait::Until(at) => Some(at),
@@ -645,10 +699,7 @@ impl VirtualMachine for ProcessVm {
             } else {
                 // Processes that are starting are looked at now and then, never waited for.
                 let check = starting.then(|| Instant::now() + START_CHECK);
-                let wake = match (deadline, check) {
-                    (Some(d), Some(c)) => Some(d.min(c)),
-                    (d, c) => d.or(c),
-                };
+                let wake = [deadline, check, restart].into_iter().flatten().min();
                 let got = match wake {
                     Some(at) => self.inbound.recv_deadline(at),
                     None => self.inbound.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -705,7 +756,7 @@ impl VirtualMachine for ProcessVm {
                 State::Starting { child, .. } => {
                     let _ = child.kill();
                 }
-                State::Down => {}
+                State::Waiting { .. } | State::Down => {}
             }
         }
         for w in &mut self.workers {
@@ -717,7 +768,7 @@ impl VirtualMachine for ProcessVm {
                 State::Starting { mut child, .. } => {
                     let _ = child.wait();
                 }
-                State::Down => {}
+                State::Waiting { .. } | State::Down => {}
             }
         }
         self.slots.end_all();
