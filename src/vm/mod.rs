@@ -141,6 +141,13 @@ pub trait VirtualMachine {
         let _ = host;
         None
     }
+    /// When a slot that is down now may be free again (its worker is being started again
+    /// after a failed start); `None` when none may (the default). While a spawn waits for a
+    /// slot, the scheduler waits for the machine until then, and gives the spawn a slot that
+    /// is back, instead of reporting a deadlock.
+    fn slot_return(&self) -> Option<Instant> {
+        None
+    }
     /// Starts `call` on a free slot, on one of `targets` when given.
     ///
     /// # Errors

@@ -81,7 +81,14 @@ pub(crate) enum Inbound {
 /// running task with [`Event::Lost`] (so the joiner gets [`Error::WorkerLost`]); its slot gets
 /// a new process and every other task runs on. A new process is started without waiting for
 /// it: its slot counts as free at once, and a job sent to it meanwhile waits in the spawner
-/// until it connects (or is lost, if it never does).
+/// until it connects (or is lost, if it never does). A process that ends before it connects
+/// leaves its slot down (not free) and is started again after a back-off of 10 ms, doubling
+/// with each failed start in a row up to 5 s; the slot is free again once a worker connects.
+///
+/// A worker process is watched, not only its socket: its end loses its task at once, with its
+/// exit status, even while a process it forked keeps the socket open; and a worker that stops
+/// sending heartbeats, or leaves a frame unfinished, is lost as [`LostCause::Silent`] and
+/// replaced (see [`ProcessVmBuilder::heartbeat`]).
 ///
 /// The program must call [`crate::start`] (or create this machine only after it) first thing
 /// in `main`: that call is what makes a started copy of the program a worker.
@@ -642,6 +649,15 @@ impl fmt::Debug for ProcessVm {
 impl VirtualMachine for ProcessVm {
     // The queries every machine answers from its slot core.
     crate::vm::slots::slot_queries!();
+
+    /// The next start of a down slot's worker, or the next look at one that is starting after
+    /// a failed start.
+    fn slot_return(&self) -> Option<Instant> {
+        let starting =
+            self.workers.iter().any(|w| w.failures > 0 && matches!(w.state, State::Starting { .. }));
+        let look = starting.then(|| self.checked + START_CHECK);
+        self.next_restart().into_iter().chain(look).min()
+    }
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
