@@ -47,7 +47,9 @@ fn a_stopped_worker_is_lost_as_silent() {
     let (_, pid) = cos::receive_message::<u32>(Some(LONG)).unwrap().expect("the worker's pid");
     // SAFETY: kill(2) sends a signal to the process `pid`, the worker this machine started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let stopped = std::time::Instant::now();
     let joined = cos::join_timeout(&[s.task.tid()], LONG).map(|j| j.map(|j| j.value::<()>()));
+    println!("a stopped worker was lost {:?} after its SIGSTOP (bound 100 ms)", stopped.elapsed());
     match joined {
         Ok(Some(Err(Error::WorkerLost(l)))) => {
             assert!(matches!(l.cause, LostCause::Silent(_)), "{l:?}");
