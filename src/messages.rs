@@ -35,7 +35,9 @@ const WORKER_SLICE: Duration = Duration::from_millis(1);
 ///
 /// # Errors
 /// [`Error::WrongContext`] where no task runs (see [`crate::Context`]); [`Error::Decode`] when the
-/// message cannot be encoded; [`Error::Vm`] with [`MachineErrorKind::NoSuchTask`] when `to`
+/// message cannot be encoded; [`Error::Remote`] of kind [`crate::RemoteErrorKind::TooLarge`] when
+/// its encoding is over the limit every machine keeps to (a little under 256 MiB);
+/// [`Error::Vm`] with [`MachineErrorKind::NoSuchTask`] when `to`
 /// is not a running remote task (it has ended, or was never started) or, in a remote task,
 /// is not the spawner; [`MachineErrorKind::Unsupported`] on a machine that cannot deliver it
 /// (SimVm runs a task to its end at its spawn, so no message can reach it; MpiVm has no
@@ -49,6 +51,7 @@ const WORKER_SLICE: Duration = Duration::from_millis(1);
 pub fn send_message<T: Serialize + ?Sized>(to: TaskId, message: &T) -> Result<(), Error> {
     os::task_context()?;
     let bytes = encode(message)?;
+    crate::vm::within_limit("a message", bytes.len()).map_err(|f| Error::Remote(f.at(None, None)))?;
     if let Some(sent) = spawner_call::with_link(|task, link| {
         if to != TaskId::SPAWNER {
             return Err(no_such_task(to, "a remote task can send messages to its spawner only"));

@@ -148,6 +148,10 @@ impl Scheduler {
                     std::thread::sleep(at.saturating_duration_since(self.now()));
                     continue;
                 }
+                if self.queues.len() > 0 && self.vm.as_ref().is_some_and(|vm| vm.slot_return().is_some()) {
+                    // A down slot may come back for a waiting spawn: the next poll waits for it.
+                    continue;
+                }
                 return Next::Main(self.deadlock());
             };
             let Some(e) = self.tasks.get_mut(&tid) else { continue };

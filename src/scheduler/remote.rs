@@ -22,7 +22,9 @@ impl Scheduler {
     pub(crate) fn poll_vm(&mut self) {
         loop {
             let Some(vm) = self.vm.as_mut() else { return };
-            let wait = match (self.ready.is_empty(), self.timers.earliest()) {
+            // A spawn waiting for a slot waits for a down slot to come back, too.
+            let back = if self.queues.len() > 0 { vm.slot_return() } else { None };
+            let wait = match (self.ready.is_empty(), self.timers.earliest().into_iter().chain(back).min()) {
                 (false, _) => Wait::Poll,
                 (true, Some(at)) => Wait::Until(at),
                 (true, None) => Wait::Forever,
@@ -38,8 +40,11 @@ impl Scheduler {
             match vm.receive(wait) {
                 Ok(Some(event)) => self.on_event(event),
                 Ok(None) => {
-                    if self.vm.as_ref().is_some_and(|vm| vm.free_slots() > free) {
+                    let freed = self.vm.as_ref().is_some_and(|vm| vm.free_slots() > free);
+                    if freed || back.is_some() {
                         self.serve_queued();
+                    }
+                    if freed {
                         continue;
                     }
                     return;

@@ -78,6 +78,9 @@ impl Scheduler {
 
     fn start_remote(&mut self, spawn: &RemoteSpawn) -> Result<(TaskId, Option<HostId>), Error> {
         let vm = self.vm.as_mut().expect("machine present");
+        // Arguments no machine could carry are refused before a slot is taken.
+        crate::vm::within_limit("the job's arguments", spawn.call.args.len())
+            .map_err(|f| Error::Remote(f.at(None, None)))?;
         if vm.free_slots() == 0 {
             return Err(Error::NoFreeSlot);
         }

@@ -37,6 +37,22 @@ pub enum RemoteErrorKind {
     /// worker refused the call before decoding its arguments. The message is the function's
     /// name.
     SignatureMismatch,
+    /// A value too large for any machine's transport: the function's encoded value (the
+    /// worker reports this instead of it and serves on), a job's encoded arguments (refused
+    /// at the spawn, before any worker sees it) or a user message (refused at the send).
+    /// `bytes` is the encoded size, `limit` the largest taken (the same on every machine,
+    /// whatever the transport).
+    ///
+    /// ```
+    /// let k = cos::RemoteErrorKind::TooLarge { bytes: 10, limit: 4 };
+    /// assert_eq!(k.to_string(), "too large: 10 bytes, over the limit of 4");
+    /// ```
+    TooLarge {
+        /// The value's encoded size.
+        bytes: usize,
+        /// The largest encoded size taken.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -49,7 +65,29 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::StackOverflow => "stack overflow",
             RemoteErrorKind::Environment => "task environment cannot be prepared",
             RemoteErrorKind::SignatureMismatch => "argument or result types differ from the worker's",
+            RemoteErrorKind::TooLarge { bytes, limit } => {
+                return write!(f, "too large: {bytes} bytes, over the limit of {limit}")
+            }
         })
+    }
+}
+
+/// The largest encoded value (a function's value, a job's arguments, a user message) any
+/// machine carries: what fits in one frame of the process machine with room for its envelope.
+/// Every machine keeps to it, so that a job behaves the same on each.
+pub(crate) const MAX_VALUE: usize = (256 << 20) - 4096;
+
+/// The failure of a value of `bytes` encoded bytes, over [`MAX_VALUE`]; `what` says which.
+pub(crate) fn too_large(what: &str, bytes: usize) -> RemoteFailure {
+    RemoteFailure::new(RemoteErrorKind::TooLarge { bytes, limit: MAX_VALUE }, what)
+}
+
+/// `Err(too_large(..))` when `bytes` is over [`MAX_VALUE`].
+pub(crate) fn within_limit(what: &str, bytes: usize) -> Result<(), RemoteFailure> {
+    if bytes > MAX_VALUE {
+        Err(too_large(what, bytes))
+    } else {
+        Ok(())
     }
 }
 
@@ -318,8 +356,10 @@ pub enum LostCause {
     Start(String),
     /// Anything else (for example a user's machine).
     Other(String),
-    /// The worker sent nothing (not even a heartbeat) for this long while it ran the task: it
-    /// died, hangs outside the task, or its link is gone (an MPI rank; see `MpiVm`).
+    /// Nothing came from the worker for this long (no heartbeat: the process or rank is
+    /// stopped, dead, stuck outside its job, or cut off), or a frame it began took this long;
+    /// the machine killed it (a process) or took it out of service (an MPI rank). See
+    /// `ProcessVmBuilder::heartbeat` and `MpiVm`.
     Silent(std::time::Duration),
 }
 
@@ -332,7 +372,7 @@ impl fmt::Display for LostCause {
             LostCause::Connection(m) => write!(f, "connection broken: {m}"),
             LostCause::Start(m) => write!(f, "not started: {m}"),
             LostCause::Other(m) => f.write_str(m),
-            LostCause::Silent(d) => write!(f, "silent for {:.1} s", d.as_secs_f64()),
+            LostCause::Silent(d) => write!(f, "silent for {d:?}"),
         }
     }
 }

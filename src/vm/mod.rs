@@ -9,7 +9,7 @@
 
 pub(crate) mod channel;
 mod clear;
-mod failure;
+pub(crate) mod failure;
 pub(crate) mod message;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -31,7 +31,7 @@ pub use self::mpi::{MpiVm, MpiVmBuilder};
 use crate::error::Error;
 pub use clear::clear_local_storage_everywhere;
 pub(crate) use clear::{is_cleaner, run_cleaner};
-pub(crate) use failure::{io_error, machine};
+pub(crate) use failure::{io_error, machine, within_limit, MAX_VALUE};
 pub use failure::{
     LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,
 };
@@ -141,6 +141,13 @@ pub trait VirtualMachine {
     /// machine does not say (the default).
     fn slots_on(&self, host: &HostId) -> Option<usize> {
         let _ = host;
+        None
+    }
+    /// When a slot that is down now may be free again (its worker is being started again
+    /// after a failed start); `None` when none may (the default). While a spawn waits for a
+    /// slot, the scheduler waits for the machine until then, and gives the spawn a slot that
+    /// is back, instead of reporting a deadlock.
+    fn slot_return(&self) -> Option<Instant> {
         None
     }
     /// Starts `call` on a free slot, on one of `targets` when given. The worker checks the

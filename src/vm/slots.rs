@@ -175,29 +175,38 @@ impl Slots {
     /// Puts `slot` back in service (an MPI rank that has reported its cancelled job's end).
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn restore(&mut self, slot: usize) {
-        let s = &mut self.slots[slot];
-        if s.in_service {
-            return;
-        }
-        s.in_service = true;
-        if s.task.is_none() {
-            self.free += 1;
-            self.free_on[s.host] += 1;
-        }
+        self.set_in_service(slot, true);
     }
 
     /// Takes `slot` out of service (after its task, if any, ends it is not free): for good, or
     /// until [`Slots::restore`].
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn retire(&mut self, slot: usize) {
+        self.set_in_service(slot, false);
+    }
+
+    /// Takes `slot` out of service (`false`: it is down, and not free even once its task, if
+    /// any, ends) or puts it back (`true`: free when it runs no task).
+    pub(crate) fn set_in_service(&mut self, slot: usize, in_service: bool) {
         let s = &mut self.slots[slot];
-        if !s.in_service {
+        if s.in_service == in_service {
             return;
         }
-        s.in_service = false;
+        s.in_service = in_service;
         if s.task.is_none() {
-            self.free -= 1;
-            self.free_on[s.host] -= 1;
+            if in_service {
+                self.free += 1;
+                self.free_on[s.host] += 1;
+            } else {
+                self.free -= 1;
+                self.free_on[s.host] -= 1;
+            }
         }
+    }
+
+    /// How many slots are out of service.
+    pub(crate) fn down(&self) -> usize {
+        self.slots.iter().filter(|s| !s.in_service).count()
     }
 }
 
@@ -289,6 +298,27 @@ mod tests {
         l.restore(s0);
         l.restore(s0);
         assert_eq!((l.free(), l.hosts_with_free_slots()), (2, vec![h("host0")]));
+    }
+
+    #[test]
+    fn a_slot_down_for_a_while_is_not_free_until_it_is_back() {
+        let mut l = Slots::grid(1, 2);
+        l.set_in_service(1, false);
+        assert_eq!((l.free(), l.down()), (1, 1));
+        let (s0, t0) = l.pick(None).unwrap();
+        assert_eq!(s0, 0);
+        l.start(s0, t0);
+        assert_eq!(l.pick(None).unwrap_err(), Error::NoFreeSlot, "the down slot takes nothing");
+        l.set_in_service(1, true);
+        l.set_in_service(1, true);
+        assert_eq!((l.free(), l.down()), (1, 0));
+        assert_eq!(l.pick(None).unwrap().0, 1);
+        // A busy slot taken down is not free after its task ends, until it is back.
+        l.set_in_service(0, false);
+        l.end(t0);
+        assert_eq!(l.free(), 1);
+        l.set_in_service(0, true);
+        assert_eq!(l.free(), 2);
     }
 
     #[test]

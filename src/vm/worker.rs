@@ -17,6 +17,9 @@
 //! - a job whose call has `send_back` off (PyOPUS's `sendBack=False`) reports its end with
 //!   empty bytes: the registry drops the function's value without encoding it; a failure is
 //!   reported as for any job;
+//! - a value whose encoding is over the limit every machine keeps to (`MAX_VALUE`, a little
+//!   under 256 MiB) is the job's [`RemoteErrorKind::TooLarge`] failure, not a broken
+//!   transport, and the worker serves on;
 //! - the spawner calls of [`crate::spawner_call`] go through the link the machine installed;
 //! - each job runs in its task environment (`setup::run_job`): prepared before the
 //!   function (a failure is the job's [`RemoteErrorKind::Environment`] failure), entered while
@@ -30,7 +33,7 @@ use crate::error::Error;
 use crate::spawner_call;
 use crate::vm::message::Job;
 use crate::vm::setup::{end_job, run_job, JobEnvironment, WorkerSetup};
-use crate::vm::{Registry, RemoteErrorKind, RemoteFailure, TaskId};
+use crate::vm::{within_limit, Registry, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The stack size of the local task a worker serves its jobs in (only the pages a job touches
 /// take memory).
@@ -142,7 +145,8 @@ fn serve_jobs(
         let task = job.task;
         current.set(Some(task));
         let running = (spawner_call::running(task), crate::identity::running(job.info()));
-        let result = run_job(setup, task, env, registry, &job.call);
+        let result = run_job(setup, task, env, registry, &job.call)
+            .and_then(|bytes| within_limit("the function's value", bytes.len()).map(|()| bytes));
         drop(running);
         current.set(None);
         if let Err(e) = link.borrow_mut().report(Report::Finished { task, result, retire: false }) {

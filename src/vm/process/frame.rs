@@ -48,6 +48,8 @@ pub(crate) enum Up {
     SpawnerCall { task: TaskId, call: RemoteCall, reply: bool },
     /// A user message from the running task to the spawner.
     Message { task: TaskId, bytes: Vec<u8> },
+    /// The worker lives (sent every heartbeat interval by a thread of its own).
+    Heartbeat,
 }
 
 /// Writes one frame: the length, then the bytes.

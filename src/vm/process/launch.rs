@@ -25,6 +25,8 @@ use crate::vm::{io_error, machine, MachineErrorKind};
 pub(crate) const SOCKET_ENV: &str = "COS_WORKER_SOCKET";
 /// The worker's slot number (1-based, as in [`crate::TaskId::worker`]).
 pub(crate) const SLOT_ENV: &str = "COS_WORKER_SLOT";
+/// How often the worker sends a heartbeat, in milliseconds.
+pub(crate) const HEARTBEAT_ENV: &str = "COS_WORKER_HEARTBEAT_MS";
 /// The spawner's process id, for the worker to die with it.
 pub(crate) const SPAWNER_ENV: &str = "COS_WORKER_SPAWNER";
 
@@ -236,7 +238,9 @@ impl Launcher {
         args: Vec<OsString>,
         socket: PathBuf,
         secret: &Secret,
+        heartbeat: Duration,
     ) -> Result<Self, Error> {
+        let heartbeat = heartbeat.as_millis().max(1).to_string();
         let (requests, rx) = crossbeam_channel::unbounded::<Launch>();
         let (p, s) = (program.clone(), socket.clone());
         let secret_hex = secret.to_hex();
@@ -252,6 +256,7 @@ impl Launcher {
                         .env(SLOT_ENV, (slot + 1).to_string())
                         .env(SPAWNER_ENV, &spawner)
                         .env(SECRET_ENV, &secret)
+                        .env(HEARTBEAT_ENV, &heartbeat)
                         .stdin(Stdio::null())
                         .spawn();
                     if let Err(Ok(mut c)) = reply.send(child).map_err(|e| e.into_inner()) {

@@ -14,6 +14,7 @@
 mod auth;
 pub(crate) mod frame;
 mod launch;
+mod watch;
 mod worker;
 
 use std::collections::VecDeque;
@@ -30,7 +31,8 @@ use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::message::{decode, encode, Job};
+use crate::vm::failure::too_large;
+use crate::vm::message::{encode, Job};
 use crate::vm::setup::{validated, WorkerSetup};
 use crate::vm::slots::Slots;
 use crate::vm::spawner_calls::{Answer, Caller, SpawnerCalls};
@@ -39,12 +41,26 @@ use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
     VirtualMachine, Wait,
 };
-use frame::{read_frame, write_frame, Down, Hello, Up, MAX_FRAME};
+use frame::{write_frame, Down, Hello, Up, MAX_FRAME};
+
+// A value within the limit every machine keeps to fits in a frame with its envelope.
+const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
+use watch::Bounds;
 pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
+/// The wait before a slot's worker is started again after its first failed start; it doubles
+/// with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker served.
+const BACK_OFF: Duration = Duration::from_millis(10);
+/// The longest wait between two starts of a slot's worker.
+const BACK_OFF_CAP: Duration = Duration::from_secs(5);
+
+/// The wait before the next start of a worker whose `failures` last starts failed in a row.
+fn back_off(failures: u32) -> Duration {
+    BACK_OFF.saturating_mul(1 << failures.min(16)).min(BACK_OFF_CAP)
+}
 
 /// What the accepting thread and the per-worker reader threads tell the machine.
 pub(crate) enum Inbound {
@@ -52,9 +68,9 @@ pub(crate) enum Inbound {
     Connected { hello: Hello, stream: UnixStream },
     /// A frame from a worker.
     Frame { slot: usize, generation: u64, up: Up },
-    /// A worker's connection ended: the process died or exited (`garbage` `None`), or it sent
-    /// what is not a frame (`Some`: what was wrong).
-    Closed { slot: usize, generation: u64, garbage: Option<String> },
+    /// A worker is gone: its process ended or its connection did (`cause` `None`: the exit
+    /// status tells why), it sent what is not a frame, or it went silent.
+    Closed { slot: usize, generation: u64, cause: Option<LostCause> },
 }
 
 /// Worker processes that run registered functions: the same executable started again, one
@@ -66,7 +82,14 @@ pub(crate) enum Inbound {
 /// running task with [`Event::Lost`] (so the joiner gets [`Error::WorkerLost`]); its slot gets
 /// a new process and every other task runs on. A new process is started without waiting for
 /// it: its slot counts as free at once, and a job sent to it meanwhile waits in the spawner
-/// until it connects (or is lost, if it never does).
+/// until it connects (or is lost, if it never does). A process that ends before it connects
+/// leaves its slot down (not free) and is started again after a back-off of 10 ms, doubling
+/// with each failed start in a row up to 5 s; the slot is free again once a worker connects.
+///
+/// A worker process is watched, not only its socket: its end loses its task at once, with its
+/// exit status, even while a process it forked keeps the socket open; and a worker that stops
+/// sending heartbeats, or leaves a frame unfinished, is lost as [`LostCause::Silent`] and
+/// replaced (see [`ProcessVmBuilder::heartbeat`]).
 ///
 /// The program must call [`crate::start`] (or create this machine only after it) first thing
 /// in `main`: that call is what makes a started copy of the program a worker.
@@ -91,6 +114,8 @@ pub struct ProcessVm {
     launcher: Launcher,
     dir: PathBuf,
     connect_timeout: Duration,
+    /// How long a worker may stay silent or take to send a frame.
+    bounds: Bounds,
     acceptor: Option<Acceptor>,
     workers: Vec<SlotWorker>,
     inbound_tx: Sender<Inbound>,
@@ -110,6 +135,10 @@ struct SlotWorker {
     state: State,
     /// Counts the slot's processes; frames of an earlier one are stale.
     generation: u64,
+    /// How many starts failed in a row (the worker ended or gave up before its hello); reset
+    /// when a worker of the slot finishes a job. While it is not 0 the slot is down: not free
+    /// until a worker connects.
+    failures: u32,
 }
 
 enum State {
@@ -117,7 +146,9 @@ enum State {
     Starting { child: Child, since: Instant, job: Option<Vec<u8>> },
     /// Connected.
     Ready(Proc),
-    /// Could not be started: the slot is out of service.
+    /// Its last start failed: it is started again at `until` (the slot is down meanwhile).
+    Waiting { until: Instant },
+    /// No process (the machine is being built or finalized).
     Down,
 }
 
@@ -153,6 +184,7 @@ pub struct ProcessVmBuilder {
     hosts: usize,
     per_host: usize,
     connect_timeout: Duration,
+    bounds: Bounds,
     environment: EnvironmentSpec,
 }
 
@@ -185,6 +217,37 @@ impl ProcessVmBuilder {
     /// ```
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+
+    /// How a worker that stopped, hangs outside its job or is cut off is told from a slow job
+    /// (defaults: every 1 s, 10 missed). Every worker process sends a heartbeat frame every
+    /// `interval`, from a thread of its own, whatever its job does; when nothing comes from a
+    /// worker for `interval * missed`, its task ends with [`Event::Lost`] (the joiner gets
+    /// [`Error::WorkerLost`] with [`LostCause::Silent`]), the process is killed and a new one
+    /// takes its slot. A slow job whose worker keeps sending heartbeats is never stopped:
+    /// bound it with [`crate::Spawn::time_limit`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).heartbeat(Duration::from_millis(200), 5);
+    /// ```
+    pub fn heartbeat(mut self, interval: Duration, missed: u32) -> Self {
+        self.bounds.heartbeat = interval.max(Duration::from_millis(1));
+        self.bounds.missed = missed.max(1);
+        self
+    }
+
+    /// How long a frame from a worker may take from its first byte to its last (default 30 s):
+    /// a worker that sent part of a frame and stopped is lost as [`LostCause::Silent`] then,
+    /// even while its heartbeats would still be due.
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new())
+    ///     .frame_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn frame_timeout(mut self, d: Duration) -> Self {
+        self.bounds.frame = d;
         self
     }
 
@@ -234,12 +297,19 @@ impl ProcessVmBuilder {
         let mut vm = ProcessVm {
             spawner_calls: SpawnerCalls::new(&self.registry),
             slots,
-            launcher: Launcher::start(program, std::env::args_os().skip(1).collect(), socket, &secret)?,
+            launcher: Launcher::start(
+                program,
+                std::env::args_os().skip(1).collect(),
+                socket,
+                &secret,
+                self.bounds.heartbeat,
+            )?,
             setup: WorkerSetup::new(self.environment),
             dir,
             connect_timeout: self.connect_timeout,
+            bounds: self.bounds,
             acceptor: Some(acceptor),
-            workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0 }).collect(),
+            workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0, failures: 0 }).collect(),
             inbound_tx,
             inbound,
             events: VecDeque::new(),
@@ -259,7 +329,7 @@ impl ProcessVmBuilder {
                 Err(_) => vm.check_starting(),
             }
         }
-        if let Some(slot) = vm.workers.iter().position(|w| matches!(w.state, State::Down)) {
+        if let Some(slot) = vm.workers.iter().position(|w| !matches!(w.state, State::Ready(_))) {
             return Err(machine(
                 MachineErrorKind::Protocol,
                 format!("worker process {} did not start and connect", slot + 1),
@@ -268,27 +338,6 @@ impl ProcessVmBuilder {
         log::debug!(target: "cos", "{n} worker processes connected on {}", vm.launcher.socket.display());
         Ok(vm)
     }
-}
-
-/// Forwards a worker's frames to the machine until its connection ends.
-fn reader_loop(slot: usize, generation: u64, mut stream: UnixStream, inbound: &Sender<Inbound>) {
-    let garbage = loop {
-        match read_frame(&mut stream) {
-            Ok(Some(frame)) => match decode::<Up>(&frame) {
-                Ok(up) => {
-                    if inbound.send(Inbound::Frame { slot, generation, up }).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break Some(format!("malformed frame: {e}")),
-            },
-            Ok(None) => break None,
-            // A frame cut short or too long is garbage; a read error is the process's end.
-            Err(Error::Decode(e)) => break Some(e),
-            Err(_) => break None,
-        }
-    };
-    let _ = inbound.send(Inbound::Closed { slot, generation, garbage });
 }
 
 impl ProcessVm {
@@ -318,6 +367,7 @@ impl ProcessVm {
             hosts: 1,
             per_host: cores,
             connect_timeout: Duration::from_secs(60),
+            bounds: Bounds::default(),
             environment: EnvironmentSpec::new(),
         }
     }
@@ -354,10 +404,11 @@ impl ProcessVm {
             return;
         }
         let inbound = self.inbound_tx.clone();
+        let (pidfd, bounds) = (watch::pidfd(child.id()), self.bounds);
         let reader = stream.try_clone().and_then(|r| {
             thread::Builder::new()
                 .name(format!("cos-process-reader-{}", slot + 1))
-                .spawn(move || reader_loop(slot, generation, r, &inbound))
+                .spawn(move || watch::reader_loop(slot, generation, r, pidfd, bounds, &inbound))
         });
         let proc = Proc { child, stream, reader: None };
         match reader {
@@ -373,13 +424,18 @@ impl ProcessVm {
             }
         }
         log::debug!(target: "cos", "worker process {} connected", slot + 1);
+        if self.workers[slot].failures > 0 {
+            log::info!(target: "cos", "worker process {} is back after {} failed starts", slot + 1, self.workers[slot].failures);
+            self.slots.set_in_service(slot, true);
+        }
         if let Some(job) = job {
             self.send(slot, job);
         }
     }
 
     /// Looks at the processes that have not connected: one that ended, or took longer than
-    /// the connect timeout, is killed; its slot goes out of service and its job is lost.
+    /// the connect timeout, is killed, its job is lost and its slot is down until it is
+    /// started again after its back-off (see [`ProcessVm::fail_start`]).
     fn check_starting(&mut self) {
         self.checked = Instant::now();
         for slot in 0..self.workers.len() {
@@ -392,28 +448,57 @@ impl ProcessVm {
                 Ok(None) => continue,
                 Err(e) => format!("worker process {}: {e}", slot + 1),
             };
-            log::error!(target: "cos", "{why}; slot {} out of service", slot + 1);
             self.stop(slot);
-            self.slots.retire(slot);
             if let Some(task) = self.slots.task(slot) {
                 self.slots.end(task);
-                self.events.push_back(Event::Lost { task, cause: LostCause::Start(why) });
+                self.events.push_back(Event::Lost { task, cause: LostCause::Start(why.clone()) });
+            }
+            self.fail_start(slot, &why);
+        }
+    }
+
+    /// A start of the slot's worker failed: the slot is down (not free) and its worker is
+    /// started again after a back-off that doubles with each failure in a row, so that a
+    /// program that cannot start costs a start every few seconds, not a busy loop.
+    fn fail_start(&mut self, slot: usize, why: &str) {
+        let w = &mut self.workers[slot];
+        let wait = back_off(w.failures);
+        w.failures = w.failures.saturating_add(1);
+        w.state = State::Waiting { until: Instant::now() + wait };
+        log::error!(target: "cos", "{why}; slot {} down, started again in {wait:?}", slot + 1);
+        self.slots.set_in_service(slot, false);
+    }
+
+    /// Starts the workers whose back-off has passed.
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.workers.len() {
+            if matches!(self.workers[slot].state, State::Waiting { until } if until <= now) {
+                self.restart(slot);
             }
         }
     }
 
+    /// When the next start of a down slot's worker is due.
+    fn next_restart(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                State::Waiting { until } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Starts a new process in `slot` without waiting for it to connect; on failure the slot
-    /// goes out of service.
+    /// is down and tried again later.
     fn restart(&mut self, slot: usize) {
         match self.launcher.launch(slot) {
             Ok(child) => {
                 self.workers[slot].state = State::Starting { child, since: Instant::now(), job: None };
                 log::debug!(target: "cos", "worker process {} restarting", slot + 1);
             }
-            Err(e) => {
-                log::error!(target: "cos", "cannot restart worker process {}: {e}; slot out of service", slot + 1);
-                self.slots.retire(slot);
-            }
+            Err(e) => self.fail_start(slot, &format!("cannot start worker process {}: {e}", slot + 1)),
         }
     }
 
@@ -427,7 +512,7 @@ impl ProcessVm {
                 let _ = child.kill();
                 (Some(child.id()), child.wait().ok())
             }
-            State::Down => (None, None),
+            State::Waiting { .. } | State::Down => (None, None),
         }
     }
 
@@ -467,7 +552,7 @@ impl ProcessVm {
                 *waiting = Some(job);
                 return;
             }
-            State::Down => {
+            State::Waiting { .. } | State::Down => {
                 log::error!(target: "cos", "job for worker process {}, which is out of service", slot + 1);
                 return;
             }
@@ -527,6 +612,8 @@ impl ProcessVm {
                     Up::Message { task, .. } | Up::Finished { task, .. } | Up::Lost { task, .. } => {
                         (*task, false)
                     }
+                    // The reader takes heartbeats; none is forwarded.
+                    Up::Heartbeat => return None,
                 };
                 let Inbound::Frame { up, .. } =
                     self.spawner_calls.hold(task, Inbound::Frame { slot, generation, up }, call)?
@@ -551,6 +638,7 @@ impl ProcessVm {
                             return None;
                         }
                         self.slots.end(task);
+                        self.workers[slot].failures = 0;
                         if retire {
                             // The process exits: what the job's abandoned frames held goes with it.
                             log::debug!(target: "cos", "worker process {} retires after task {task}", slot + 1);
@@ -560,24 +648,23 @@ impl ProcessVm {
                         Some(Event::Finished { task, result })
                     }
                     Up::Lost { why, .. } => self.lose(slot, Some(LostCause::Panicked(why))),
+                    // The reader takes heartbeats; none is forwarded.
+                    Up::Heartbeat => None,
                 }
             }
-            Inbound::Closed { slot, generation, garbage } => {
+            Inbound::Closed { slot, generation, cause } => {
                 if generation != self.workers[slot].generation {
                     return None;
                 }
                 if let Some(task) = self.slots.task(slot) {
-                    let held = self.spawner_calls.hold(
-                        task,
-                        Inbound::Closed { slot, generation, garbage },
-                        false,
-                    )?;
-                    let Inbound::Closed { garbage, .. } = held else { return None };
-                    log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
-                    return self.lose(slot, garbage.map(LostCause::Connection));
+                    let held =
+                        self.spawner_calls.hold(task, Inbound::Closed { slot, generation, cause }, false)?;
+                    let Inbound::Closed { cause, .. } = held else { return None };
+                    log::debug!(target: "cos", "worker process {} ended ({cause:?})", slot + 1);
+                    return self.lose(slot, cause);
                 }
-                log::debug!(target: "cos", "connection of worker process {} ended ({garbage:?})", slot + 1);
-                self.lose(slot, garbage.map(LostCause::Connection))
+                log::debug!(target: "cos", "worker process {} ended ({cause:?})", slot + 1);
+                self.lose(slot, cause)
             }
         }
     }
@@ -587,6 +674,7 @@ impl fmt::Debug for ProcessVm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessVm")
             .field("slots", &self.slots)
+            .field("down", &self.slots.down())
             .field("socket", &self.launcher.socket)
             .finish()
     }
@@ -596,16 +684,23 @@ impl VirtualMachine for ProcessVm {
     // The queries every machine answers from its slot core.
     crate::vm::slots::slot_queries!();
 
+    /// The next start of a down slot's worker, or the next look at one that is starting after
+    /// a failed start.
+    fn slot_return(&self) -> Option<Instant> {
+        let starting =
+            self.workers.iter().any(|w| w.failures > 0 && matches!(w.state, State::Starting { .. }));
+        let look = starting.then(|| self.checked + START_CHECK);
+        self.next_restart().into_iter().chain(look).min()
+    }
+
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
         let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
         let job = encode(&Down::Run(job))?;
         if job.len() > MAX_FRAME {
             // Refused before any worker sees it: no healthy worker is replaced for it.
-            return Err(Error::Decode(format!(
-                "a job of {} bytes exceeds the frame limit of {MAX_FRAME}",
-                job.len()
-            )));
+            let host = self.slots.host_of_slot(slot).clone();
+            return Err(Error::Remote(too_large("the job", job.len()).at(None, Some(host))));
         }
         self.slots.start(slot, task);
         self.send(slot, job);
@@ -617,10 +712,7 @@ impl VirtualMachine for ProcessVm {
         let slot = self.slots.running(to).ok_or_else(no_such_task)?;
         let frame = encode(&Down::Message { to, bytes })?;
         if frame.len() > MAX_FRAME {
-            return Err(Error::Decode(format!(
-                "a message of {} bytes exceeds the frame limit of {MAX_FRAME}",
-                frame.len()
-            )));
+            return Err(Error::Remote(too_large("a message", frame.len()).at(Some(to), None)));
         }
         match &mut self.workers[slot].state {
             // A write that fails: the reader thread reports the loss of the process.
@@ -636,7 +728,9 @@ impl VirtualMachine for ProcessVm {
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
             }
+            self.restart_due();
             let starting = self.workers.iter().any(|w| matches!(w.state, State::Starting { .. }));
+            let restart = self.next_restart();
             let deadline = match wait {
                 Wait::Poll => None,
                 Wait::Until(at) => Some(at),
@@ -656,10 +750,7 @@ impl VirtualMachine for ProcessVm {
             } else {
                 // Processes that are starting are looked at now and then, never waited for.
                 let check = starting.then(|| Instant::now() + START_CHECK);
-                let wake = match (deadline, check) {
-                    (Some(d), Some(c)) => Some(d.min(c)),
-                    (d, c) => d.or(c),
-                };
+                let wake = [deadline, check, restart].into_iter().flatten().min();
                 // A running spawner call's answer wakes the wait too.
                 match recv_either(&self.inbound, self.spawner_calls.waiting(), wake) {
                     Got::Message(i) => i,
@@ -716,7 +807,7 @@ impl VirtualMachine for ProcessVm {
                 State::Starting { child, .. } => {
                     let _ = child.kill();
                 }
-                State::Down => {}
+                State::Waiting { .. } | State::Down => {}
             }
         }
         for w in &mut self.workers {
@@ -728,7 +819,7 @@ impl VirtualMachine for ProcessVm {
                 State::Starting { mut child, .. } => {
                     let _ = child.wait();
                 }
-                State::Down => {}
+                State::Waiting { .. } | State::Down => {}
             }
         }
         self.slots.end_all();
@@ -745,38 +836,5 @@ impl VirtualMachine for ProcessVm {
 impl Drop for ProcessVm {
     fn drop(&mut self) {
         self.finalize();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reader_reports_garbage_as_a_closed_connection() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        write_frame(&mut a, &[0xff; 9]).unwrap();
-        let (tx, rx) = unbounded();
-        reader_loop(3, 7, b, &tx);
-        match rx.recv().unwrap() {
-            Inbound::Closed { slot, generation, garbage } => {
-                assert_eq!((slot, generation), (3, 7));
-                assert!(garbage.is_some(), "garbage is not taken for the process's end");
-            }
-            _ => panic!("garbage decoded as a frame"),
-        }
-    }
-
-    #[test]
-    fn a_reader_forwards_frames_then_the_end() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let task = TaskId { worker: 1, number: 4 };
-        let up = Up::Finished { task, result: Ok(vec![1]), retire: false };
-        write_frame(&mut a, &encode(&up).unwrap()).unwrap();
-        drop(a);
-        let (tx, rx) = unbounded();
-        reader_loop(0, 1, b, &tx);
-        assert!(matches!(rx.recv().unwrap(), Inbound::Frame { slot: 0, generation: 1, up: u } if u == up));
-        assert!(matches!(rx.recv().unwrap(), Inbound::Closed { slot: 0, generation: 1, .. }));
     }
 }

@@ -7,14 +7,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode, Job};
 use crate::vm::process::auth::{Secret, SECRET_ENV};
 use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
-use crate::vm::process::launch::{SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
+use crate::vm::process::launch::{HEARTBEAT_ENV, SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
 use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
@@ -70,7 +71,9 @@ fn run(registry: &Registry) -> Result<End, Error> {
     std::env::remove_var(SOCKET_ENV);
     std::env::remove_var(SLOT_ENV);
     std::env::remove_var(SPAWNER_ENV);
+    let heartbeat = std::env::var(HEARTBEAT_ENV).ok().and_then(|s| s.parse::<u64>().ok());
     std::env::remove_var(SECRET_ENV);
+    std::env::remove_var(HEARTBEAT_ENV);
     let mut stream = UnixStream::connect(&socket)
         .map_err(|e| io_error(format!("cannot connect to {}", PathBuf::from(&socket).display()), e))?;
     write_frame(&mut stream, &encode(&Hello { slot, pid: std::process::id(), secret: secret.0 })?)?;
@@ -81,15 +84,42 @@ fn run(registry: &Registry) -> Result<End, Error> {
         },
         None => return Ok(End::HungUp),
     };
-    let calls = stream.try_clone().map_err(|e| io_error("cannot share the socket", e))?;
-    let _link = spawner_call::install(Box::new(ProcessLink { stream: calls, early: VecDeque::new() }));
-    Ok(serve(registry, setup, ProcessLink { stream, early: VecDeque::new() }))
+    let share = |s: &UnixStream| s.try_clone().map_err(|e| io_error("cannot share the socket", e));
+    let writer = Arc::new(Mutex::new(share(&stream)?));
+    if let Some(ms) = heartbeat {
+        beat(Arc::clone(&writer), Duration::from_millis(ms.max(1)))?;
+    }
+    let calls = ProcessLink { stream: share(&stream)?, writer: Arc::clone(&writer), early: VecDeque::new() };
+    let _link = spawner_call::install(Box::new(calls));
+    Ok(serve(registry, setup, ProcessLink { stream, writer, early: VecDeque::new() }))
+}
+
+/// Sends a heartbeat every `interval` from a thread of its own, for as long as the process
+/// lives and the spawner reads, whatever the job does: the spawner tells a stopped or cut-off
+/// worker from a slow job by them.
+fn beat(writer: Arc<Mutex<UnixStream>>, interval: Duration) -> Result<(), Error> {
+    let frame = encode(&Up::Heartbeat)?;
+    std::thread::Builder::new()
+        .name("cos-worker-heartbeat".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if write_frame(&mut *w, &frame).is_err() {
+                return;
+            }
+        })
+        .map(drop)
+        .map_err(|e| io_error("cannot start the heartbeat thread", e))
 }
 
 /// A worker process's side of its socket, for its jobs and for its spawner calls (read only
 /// while the calling task waits).
 struct ProcessLink {
+    /// Read only.
     stream: UnixStream,
+    /// Every frame to the spawner is written whole under this lock (the heartbeat thread
+    /// writes too).
+    writer: Arc<Mutex<UnixStream>>,
     /// User messages read while a spawner call waited for its reply, bounded by
     /// [`WORKER_MAILBOX_LIMIT`].
     early: VecDeque<(TaskId, Vec<u8>)>,
@@ -101,7 +131,9 @@ const WORKER_MAILBOX_LIMIT: usize = 4096;
 
 impl ProcessLink {
     fn send(&mut self, up: &Up) -> Result<(), Error> {
-        write_frame(&mut self.stream, &encode(up)?)
+        let frame = encode(up)?;
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        write_frame(&mut *w, &frame)
     }
 }
 
