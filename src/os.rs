@@ -82,7 +82,7 @@ fn borrow_switch<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R
 /// do.
 fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
     'outer: loop {
-        let (tid, mut task, mut input) = match next {
+        let (mut tid, mut task, mut input) = match next {
             Next::Main(answer) => return answer,
             Next::Run(tid, task, input) => (tid, task, input),
         };
@@ -94,12 +94,19 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
             if !matches!(step, Step::Call(SysCall::Yield)) {
                 break step;
             }
+            // A yield owns nothing: forgetting it skips the call enum's drop glue.
             match borrow_switch(os, |s| s.yield_quiet(tid, task)) {
                 Quiet::Same(t) => {
-                    // A yield owns nothing: forgetting it skips the call enum's drop glue.
                     std::mem::forget(step);
                     task = t;
-                    input = SysReturn::Nothing;
+                }
+                Quiet::Run(t, other) => {
+                    std::mem::forget(step);
+                    (tid, task) = (t, other);
+                }
+                Quiet::Main => {
+                    std::mem::forget(step);
+                    return SysReturn::Nothing;
                 }
                 Quiet::Switch(n) => {
                     std::mem::forget(step);
@@ -111,6 +118,7 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
                     break step;
                 }
             }
+            input = SysReturn::Nothing;
         };
         let (dropped, n) = borrow(os, |s| {
             let n = s.after_run(tid, task, step).unwrap_or_else(|| s.next());
@@ -159,14 +167,17 @@ where
 pub fn yield_now() {
     let answer = match context::context() {
         Context::Task(_) => suspend(SysCall::Yield),
-        Context::Main => OS.with(|os| {
-            let next = match borrow_switch(os, Scheduler::main_yield_quiet) {
-                Some(next) => next,
-                None => borrow(os, |s| {
+        Context::Main => OS.with(|os| match borrow_switch(os, Scheduler::main_yield_quiet) {
+            Some(Quiet::Main) => SysReturn::Nothing,
+            Some(Quiet::Run(tid, task)) => drive(os, Next::Run(tid, task, SysReturn::Nothing)),
+            Some(Quiet::Switch(next)) => drive(os, next),
+            Some(Quiet::Same(_) | Quiet::Busy(_)) => unreachable!("the main program has no coroutine"),
+            None => {
+                let next = borrow(os, |s| {
                     s.handle(Tid::MAIN, SysCall::Yield).map(Next::Main).unwrap_or_else(|| s.next())
-                }),
-            };
-            drive(os, next)
+                });
+                drive(os, next)
+            }
         }),
         _ => return,
     };

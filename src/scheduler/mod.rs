@@ -45,6 +45,11 @@ pub(crate) enum Next {
 pub(crate) enum Quiet {
     /// No other task is ready: the yielding task goes on at once.
     Same(LocalTask),
+    /// It went to the back of the ready queue; this local task runs now, with no answer
+    /// waiting for it (the common case, kept small so that it moves cheaply).
+    Run(Tid, LocalTask),
+    /// It went to the back of the ready queue; the main program goes on, with no answer.
+    Main,
     /// It went to the back of the ready queue; this runs now.
     Switch(Next),
     /// The loop has work of its own (a machine to poll, deadlines, values to drop): the full
@@ -172,21 +177,45 @@ impl Scheduler {
         *slot = Some(task);
         Self::enqueue_entry(&mut self.ready, tid, e);
         self.current = Tid::MAIN;
-        Quiet::Switch(self.pop_ready().unwrap_or_else(|| self.next()))
+        self.pop_quiet()
     }
 
-    /// A yield by the main program taken the short way, as [`yield_quiet`](Self::yield_quiet);
-    /// `None` when the loop is not quiet.
+    /// A yield by the main program taken the short way, as [`yield_quiet`](Self::yield_quiet):
+    /// [`Quiet::Main`] when the main program goes on, [`Quiet::Busy`] never (`None` when the
+    /// loop is not quiet).
     #[inline]
-    pub(crate) fn main_yield_quiet(&mut self) -> Option<Next> {
+    pub(crate) fn main_yield_quiet(&mut self) -> Option<Quiet> {
         if !self.quiet() {
             return None;
         }
         if self.ready.is_empty() {
-            return Some(Next::Main(SysReturn::Nothing));
+            return Some(Quiet::Main);
         }
         self.schedule(Tid::MAIN);
-        Some(self.pop_ready().unwrap_or_else(|| self.next()))
+        Some(self.pop_quiet())
+    }
+
+    /// The ready queue's front after a quiet yield, in the small forms of [`Quiet`] when it
+    /// has no answer waiting.
+    #[inline]
+    fn pop_quiet(&mut self) -> Quiet {
+        while let Some(tid) = self.ready.pop_front() {
+            let Some(e) = self.tasks.get_mut(&tid) else { continue };
+            if !matches!(e.sendval, SysReturn::Nothing) {
+                self.ready.push_front(tid);
+                break;
+            }
+            e.scheduled = false;
+            if e.is_main() {
+                self.current = Tid::MAIN;
+                return Quiet::Main;
+            }
+            if let Some(task) = e.local_slot().and_then(Option::take) {
+                self.current = tid;
+                return Quiet::Run(tid, task);
+            }
+        }
+        Quiet::Switch(self.pop_ready().unwrap_or_else(|| self.next()))
     }
 
     /// Pops ready tasks until one can run (a cancelled task's tid may linger in the queue).
