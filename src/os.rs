@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::context::{self, Context};
 use crate::coroutine::suspend;
-use crate::coroutine::LocalTask;
+use crate::coroutine::{LocalTask, Step};
 use crate::coroutine::{SpawnCall, SysCall};
 use crate::error::Error;
-use crate::scheduler::{Next, Scheduler};
+use crate::scheduler::{Next, Quiet, Scheduler};
 use crate::syscall::{SpawnInfo, SysReturn, Tids};
 use crate::task::{Joined, Outcome, Task, Tid, Value};
 use crate::vm::{HostId, VirtualMachine};
@@ -63,26 +63,69 @@ pub(crate) fn syscall(call: SysCall) -> Result<SysReturn, Error> {
     }
 }
 
+/// Borrows the scheduler for a task switch that runs no user code: a yield that only moves
+/// tasks between the ready queue and their entries ([`Scheduler::yield_quiet`]), which drops
+/// nothing and calls no machine. It skips [`borrow`]'s change of context, which only matters
+/// when user code can run.
+#[inline]
+fn borrow_switch<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    f(&mut os.borrow_mut())
+}
+
 /// The scheduler loop, on the main program's stack, until the main program may go on. The
 /// scheduler is not borrowed while a task runs (in [`Context::Task`]), nor while values it let
 /// go of are destroyed (in [`Context::Scheduler`], see the graveyard).
+///
+/// A yield when the loop has nothing to poll (no remote task, no deadline) takes the short way,
+/// [`Scheduler::yield_quiet`]: the yielding task goes on at once when no other task is ready,
+/// else it goes to the back of the ready queue and the front one runs, as the full step would
+/// do.
 fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
-    loop {
-        match next {
+    'outer: loop {
+        let (mut tid, mut task, mut input) = match next {
             Next::Main(answer) => return answer,
-            Next::Run(tid, mut task, input) => {
-                let step = {
-                    let _task = context::enter(Context::Task(tid));
-                    task.resume(input)
-                };
-                let (dropped, n) = borrow(os, |s| {
-                    let n = s.after_run(tid, task, step).unwrap_or_else(|| s.next());
-                    (s.take_dropped(), n)
-                });
-                drop(dropped);
-                next = n;
+            Next::Run(tid, task, input) => (tid, task, input),
+        };
+        let step = loop {
+            let step = {
+                let _task = context::enter(Context::Task(tid));
+                task.resume(input)
+            };
+            if !matches!(step, Step::Call(SysCall::Yield)) {
+                break step;
             }
-        }
+            // A yield owns nothing: forgetting it skips the call enum's drop glue.
+            match borrow_switch(os, |s| s.yield_quiet(tid, task)) {
+                Quiet::Same(t) => {
+                    std::mem::forget(step);
+                    task = t;
+                }
+                Quiet::Run(t, other) => {
+                    std::mem::forget(step);
+                    (tid, task) = (t, other);
+                }
+                Quiet::Main => {
+                    std::mem::forget(step);
+                    return SysReturn::Nothing;
+                }
+                Quiet::Switch(n) => {
+                    std::mem::forget(step);
+                    next = n;
+                    continue 'outer;
+                }
+                Quiet::Busy(t) => {
+                    task = t;
+                    break step;
+                }
+            }
+            input = SysReturn::Nothing;
+        };
+        let (dropped, n) = borrow(os, |s| {
+            let n = s.after_run(tid, task, step).unwrap_or_else(|| s.next());
+            (s.take_dropped(), n)
+        });
+        drop(dropped);
+        next = n;
     }
 }
 
@@ -122,7 +165,35 @@ where
 /// cos::yield_now(); // with nothing else to run, returns at once
 /// ```
 pub fn yield_now() {
-    let _ = syscall(SysCall::Yield);
+    let answer = match context::context() {
+        Context::Task(_) => suspend(SysCall::Yield),
+        Context::Main => OS.with(|os| match borrow_switch(os, Scheduler::main_yield_quiet) {
+            Some(Quiet::Main) => SysReturn::Nothing,
+            Some(Quiet::Run(tid, task)) => drive(os, Next::Run(tid, task, SysReturn::Nothing)),
+            Some(Quiet::Switch(next)) => drive(os, next),
+            Some(Quiet::Same(_) | Quiet::Busy(_)) => unreachable!("the main program has no coroutine"),
+            None => {
+                let next = borrow(os, |s| {
+                    s.handle(Tid::MAIN, SysCall::Yield).map(Next::Main).unwrap_or_else(|| s.next())
+                });
+                drive(os, next)
+            }
+        }),
+        _ => return,
+    };
+    forget_nothing(answer);
+}
+
+/// Lets go of the answer to a yield, which is always [`SysReturn::Nothing`]: that variant owns
+/// nothing, so it is forgotten instead of going through the whole enum's drop glue.
+#[inline]
+fn forget_nothing(answer: SysReturn) {
+    if matches!(answer, SysReturn::Nothing) {
+        std::mem::forget(answer);
+    } else {
+        debug_assert!(false, "a yield answered with another call's answer");
+        drop(answer);
+    }
 }
 
 /// PyOPUS's `Join(tidList, block)`: joins at most one finished child among `tids` (an empty

@@ -41,6 +41,22 @@ pub(crate) enum Next {
     Run(Tid, LocalTask, SysReturn),
 }
 
+/// What a yield took the short way did (see [`Scheduler::yield_quiet`]).
+pub(crate) enum Quiet {
+    /// No other task is ready: the yielding task goes on at once.
+    Same(LocalTask),
+    /// It went to the back of the ready queue; this local task runs now, with no answer
+    /// waiting for it (the common case, kept small so that it moves cheaply).
+    Run(Tid, LocalTask),
+    /// It went to the back of the ready queue; the main program goes on, with no answer.
+    Main,
+    /// It went to the back of the ready queue; this runs now.
+    Switch(Next),
+    /// The loop has work of its own (a machine to poll, deadlines, values to drop): the full
+    /// step handles the yield.
+    Busy(LocalTask),
+}
+
 /// The state of one thread's cooperative OS.
 pub(crate) struct Scheduler {
     pub(crate) tasks: TaskTable,
@@ -131,6 +147,92 @@ impl Scheduler {
             SysCall::Spawn(s) => self.handle_spawn(tid, s),
             SysCall::Join { tids, block, deadline } => return self.handle_join(tid, tids, block, deadline),
             SysCall::Receive { deadline } => self.handle_receive(tid, deadline),
+        }
+        None
+    }
+
+    /// Whether the loop's own work is nothing: no remote task that could send an event, no
+    /// deadline, nothing let go of to drop. Then its polling point and its timers do nothing, and
+    /// a yield needs only the ready queue.
+    #[inline]
+    fn quiet(&self) -> bool {
+        self.remote.is_empty() && self.timers.is_empty() && self.dropped.is_empty() && self.unwind.is_empty()
+    }
+
+    /// A yield by the running local task `tid`, taken the short way when the loop is
+    /// [`quiet`](Self::quiet): exactly what [`after_run`](Self::after_run) and
+    /// [`next`](Self::next) would do then (to the back of the ready queue, the front one runs),
+    /// without the polling point. Nothing is dropped and no machine is called, so no user code
+    /// runs here.
+    #[inline]
+    pub(crate) fn yield_quiet(&mut self, tid: Tid, task: LocalTask) -> Quiet {
+        if !self.quiet() {
+            return Quiet::Busy(task);
+        }
+        if self.ready.is_empty() {
+            return Quiet::Same(task);
+        }
+        let Some(e) = self.tasks.get_mut(&tid) else { return Quiet::Busy(task) };
+        let Some(slot) = e.local_slot() else { return Quiet::Busy(task) };
+        *slot = Some(task);
+        Self::enqueue_entry(&mut self.ready, tid, e);
+        self.current = Tid::MAIN;
+        self.pop_quiet()
+    }
+
+    /// A yield by the main program taken the short way, as [`yield_quiet`](Self::yield_quiet):
+    /// [`Quiet::Main`] when the main program goes on, [`Quiet::Busy`] never (`None` when the
+    /// loop is not quiet).
+    #[inline]
+    pub(crate) fn main_yield_quiet(&mut self) -> Option<Quiet> {
+        if !self.quiet() {
+            return None;
+        }
+        if self.ready.is_empty() {
+            return Some(Quiet::Main);
+        }
+        self.schedule(Tid::MAIN);
+        Some(self.pop_quiet())
+    }
+
+    /// The ready queue's front after a quiet yield, in the small forms of [`Quiet`] when it
+    /// has no answer waiting.
+    #[inline]
+    fn pop_quiet(&mut self) -> Quiet {
+        while let Some(tid) = self.ready.pop_front() {
+            let Some(e) = self.tasks.get_mut(&tid) else { continue };
+            if !matches!(e.sendval, SysReturn::Nothing) {
+                self.ready.push_front(tid);
+                break;
+            }
+            e.scheduled = false;
+            if e.is_main() {
+                self.current = Tid::MAIN;
+                return Quiet::Main;
+            }
+            if let Some(task) = e.local_slot().and_then(Option::take) {
+                self.current = tid;
+                return Quiet::Run(tid, task);
+            }
+        }
+        Quiet::Switch(self.pop_ready().unwrap_or_else(|| self.next()))
+    }
+
+    /// Pops ready tasks until one can run (a cancelled task's tid may linger in the queue).
+    #[inline]
+    fn pop_ready(&mut self) -> Option<Next> {
+        while let Some(tid) = self.ready.pop_front() {
+            let Some(e) = self.tasks.get_mut(&tid) else { continue };
+            e.scheduled = false;
+            let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
+            if e.is_main() {
+                self.current = Tid::MAIN;
+                return Some(Next::Main(input));
+            }
+            if let Some(task) = e.local_slot().and_then(Option::take) {
+                self.current = tid;
+                return Some(Next::Run(tid, task, input));
+            }
         }
         None
     }
