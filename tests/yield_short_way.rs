@@ -96,7 +96,7 @@ fn a_yielding_task_alone_still_sees_its_parent_deadline() {
     })
     .unwrap();
     let r = cos::join_timeout(&[spinner.tid()], Duration::from_millis(20));
-    assert_eq!(r.unwrap_err(), cos::Error::Timeout);
+    assert_eq!(r.unwrap_err(), cos::Error::JoinTimeout);
     stop.set(true);
     cos::join(spinner).unwrap();
 }
