@@ -44,6 +44,7 @@ pub mod environment;
 mod error;
 mod group;
 mod identity;
+mod machines;
 mod messages;
 mod os;
 mod scheduler;
@@ -65,6 +66,17 @@ pub use environment::{
 pub use error::{DeadlockReport, Error, ErrorClass, WaitReason};
 pub use group::TaskGroup;
 pub use identity::{format_spawner_config, remote_task, RemoteTaskInfo};
+/// The process machine's frame codec, for the fuzz target `fuzz/fuzz_targets/frame.rs`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use machines::process::frame::fuzz_spawner_stream;
+pub use machines::{
+    clear_local_storage_everywhere, start, start_with, Machine, ProcessVm, ProcessVmBuilder, SimEvent,
+    SimTrace, SimVm, StartOptions, ThreadVm, ThreadVmBuilder,
+};
+#[cfg(feature = "mpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+pub use machines::{MpiVm, MpiVmBuilder};
 pub use messages::{receive_message, send_message, SPAWNER_MAILBOX_LIMIT};
 pub use os::{
     cancel, finalize, finished_tasks, free_slots, hosts, join, join_any, join_list, join_timeout,
@@ -78,16 +90,7 @@ pub use storage::{
     to_actual_path_in, AbstractPath,
 };
 pub use task::{Joined, Outcome, Task, Tid, Value};
-/// The process machine's frame codec, for the fuzz target `fuzz/fuzz_targets/frame.rs`.
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use vm::process::frame::fuzz_spawner_stream;
 pub use vm::{
-    clear_local_storage_everywhere, start, start_with, Event, HostId, LostCause, LostWorker, Machine,
-    MachineError, MachineErrorKind, ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteError,
-    RemoteErrorKind, RemoteFailure, RemoteFn, SimEvent, SimTrace, SimVm, StartOptions, TaskId, ThreadVm,
-    ThreadVmBuilder, VirtualMachine, Wait,
+    Event, HostId, LostCause, LostWorker, MachineError, MachineErrorKind, Registry, RemoteCall, RemoteError,
+    RemoteErrorKind, RemoteFailure, RemoteFn, TaskId, VirtualMachine, Wait,
 };
-#[cfg(feature = "mpi")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
-pub use vm::{MpiVm, MpiVmBuilder};

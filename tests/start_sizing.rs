@@ -1,7 +1,7 @@
 //! `cos::start_with` sizes the thread machine from `COS_SLOTS` / `COS_HOSTS` and from
 //! `StartOptions`, the environment winning over the code, and refuses a size of 0 with a typed
 //! error. (The command-line forms `--slots` / `--hosts` are covered by the unit tests in
-//! `src/vm/select.rs`: a test binary's own arguments belong to the test harness.)
+//! `src/machines/select.rs`: a test binary's own arguments belong to the test harness.)
 
 use cos::{Error, Machine, MachineErrorKind, Registry, RemoteFn, StartOptions};
 

@@ -182,11 +182,6 @@ impl Job {
     pub(crate) fn new(task: TaskId, host: HostId, call: RemoteCall) -> Self {
         Job { task, host, parent: TaskId::SPAWNER, call }
     }
-
-    /// What the task can know about itself.
-    pub(crate) fn info(&self) -> crate::identity::RemoteTaskInfo {
-        crate::identity::RemoteTaskInfo { task: self.task, host: self.host.clone(), parent: self.parent }
-    }
 }
 
 /// Postcard-encodes a value.

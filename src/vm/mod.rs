@@ -1,46 +1,21 @@
-//! Task outsourcing: the virtual machine interface, remote functions and the machines.
-//!
-//! - [`slots`]: the slot core (hosts, slots, which slot runs which task, free counts);
-//! - [`worker`]: the worker side's serving loop, the same on every machine;
-//! - [`channel`]: worker threads of this process and their channels (thread and simulated
-//!   machines);
-//! - [`spawner_calls`]: the spawner's runner of the workers' spawner calls, every machine's;
-//! - `thread`, `sim`, `process/`, `mpi`: the machines.
+//! The virtual machine interface: the [`VirtualMachine`] trait the scheduler polls, its
+//! events, remote functions and their registry, the wire types (task and host ids, calls) and
+//! the failures a machine reports. The machines themselves, built on this interface and on the
+//! scheduler, are in `crate::machines`; this module depends on neither.
 
-pub(crate) mod channel;
-mod clear;
 pub(crate) mod failure;
 pub(crate) mod message;
-#[cfg(feature = "mpi")]
-mod mpi;
-pub(crate) mod process;
 pub(crate) mod registry;
-mod select;
-pub(crate) mod setup;
-mod sim;
-pub(crate) mod slots;
-pub(crate) mod spawner_calls;
-mod thread;
-mod wait;
-pub(crate) mod worker;
 
 use std::time::Instant;
 
-#[cfg(feature = "mpi")]
-pub use self::mpi::{MpiVm, MpiVmBuilder};
 use crate::error::Error;
-pub use clear::clear_local_storage_everywhere;
-pub(crate) use clear::{is_cleaner, run_cleaner};
 pub(crate) use failure::{io_error, machine, within_limit, MAX_VALUE};
 pub use failure::{
     LostCause, LostWorker, MachineError, MachineErrorKind, RemoteError, RemoteErrorKind, RemoteFailure,
 };
 pub use message::{HostId, RemoteCall, TaskId};
-pub use process::{ProcessVm, ProcessVmBuilder};
 pub use registry::{Registry, RemoteFn};
-pub use select::{start, start_with, Machine, StartOptions};
-pub use sim::{SimEvent, SimTrace, SimVm};
-pub use thread::{ThreadVm, ThreadVmBuilder};
 
 /// How long [`VirtualMachine::receive`] may wait for an event.
 ///
@@ -198,7 +173,7 @@ pub trait VirtualMachine {
         Err(machine(MachineErrorKind::Unsupported, format!("this machine cannot send messages to task {to}")))
     }
     /// The machine's clock, which the scheduler's deadlines (timed joins, time limits) follow:
-    /// the real one by default, a virtual one on [`SimVm`].
+    /// the real one by default, a virtual one on [`SimVm`](crate::SimVm).
     fn now(&self) -> Instant {
         Instant::now()
     }

@@ -1,6 +1,6 @@
 //! Worker threads of this process and the channels they talk over, for the thread and the
 //! simulated machines (and for the spawner's runner of [`crate::spawner_call`]s,
-//! [`crate::vm::spawner_calls`]).
+//! [`crate::machines::spawner_calls`]).
 //!
 //! Jobs and reports cross as postcard bytes, exactly as they would between processes. The
 //! message kinds of this transport ([`Up`]) are private to it.
@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::{this_thread_groups, ThreadGroups};
 use crate::error::Error;
+use crate::machines::setup::WorkerSetup;
+use crate::machines::worker::{serve, End, Report, WorkerLink};
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode, Job};
-use crate::vm::setup::WorkerSetup;
-use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
 /// A spawner call's answer.

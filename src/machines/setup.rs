@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::{cleanup, kill_all, prepare, EnvironmentSpec, TaskEnvironment, WorkerIdentity};
 use crate::error::Error;
-use crate::vm::{is_cleaner, run_cleaner, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
+use crate::machines::{is_cleaner, run_cleaner};
+use crate::vm::{Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The worker side's settings of one machine, sent to each of its workers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

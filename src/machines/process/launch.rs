@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 
 use crate::error::Error;
+use crate::machines::process::auth::{self, Secret, SECRET_ENV};
+use crate::machines::process::frame::Hello;
+use crate::machines::process::Inbound;
 use crate::vm::message::decode;
-use crate::vm::process::auth::{self, Secret, SECRET_ENV};
-use crate::vm::process::frame::Hello;
-use crate::vm::process::Inbound;
 use crate::vm::{io_error, machine, MachineErrorKind};
 
 /// Names the spawner's socket; its presence makes a process a worker.

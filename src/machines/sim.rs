@@ -9,11 +9,11 @@ use crossbeam_channel::{unbounded, Receiver};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::channel::{ThreadWorker, Up};
+use crate::machines::channel::{ThreadWorker, Up};
+use crate::machines::setup::{validated, WorkerSetup};
+use crate::machines::slots::Slots;
+use crate::machines::spawner_calls::SpawnerCalls;
 use crate::vm::message::{decode, Job};
-use crate::vm::setup::{validated, WorkerSetup};
-use crate::vm::slots::Slots;
-use crate::vm::spawner_calls::SpawnerCalls;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
@@ -302,7 +302,7 @@ impl fmt::Debug for SimVm {
 
 impl VirtualMachine for SimVm {
     // The queries every machine answers from its slot core.
-    crate::vm::slots::slot_queries!();
+    crate::machines::slots::slot_queries!();
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;

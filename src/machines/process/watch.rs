@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::error::Error;
+use crate::machines::process::frame::{read_frame, Up};
+use crate::machines::process::Inbound;
 use crate::vm::message::decode;
-use crate::vm::process::frame::{read_frame, Up};
-use crate::vm::process::Inbound;
 use crate::vm::LostCause;
 
 /// How long a worker may stay silent, and take to send a frame.
@@ -205,8 +205,8 @@ pub(crate) fn reader_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machines::process::frame::write_frame;
     use crate::vm::message::encode;
-    use crate::vm::process::frame::write_frame;
     use crate::vm::TaskId;
     use crossbeam_channel::unbounded;
     use std::io::Write;

@@ -3,7 +3,7 @@
 //! answers while they receive.
 //!
 //! - **Guarded**: the runner is a [`ThreadWorker`] of the spawner's process, so each call runs
-//!   as a job of the serving loop ([`crate::vm::worker`]): in a local task of the runner's own
+//!   as a job of the serving loop ([`crate::machines::worker`]): in a local task of the runner's own
 //!   OS on an 8 MiB stack, a panic caught by the registry ([`RemoteErrorKind::Panicked`]), an
 //!   overflow caught in the task's guard page ([`RemoteErrorKind::StackOverflow`]; the runner
 //!   then retires, since the overflowed frames were abandoned with what they held, and the next
@@ -30,9 +30,9 @@ use std::collections::VecDeque;
 use crossbeam_channel::{unbounded, Receiver, Select, TryRecvError};
 
 use crate::error::Error;
-use crate::vm::channel::{Reply, ThreadWorker, Up};
+use crate::machines::channel::{Reply, ThreadWorker, Up};
+use crate::machines::setup::WorkerSetup;
 use crate::vm::message::{decode, Job};
-use crate::vm::setup::WorkerSetup;
 use crate::vm::{
     machine, HostId, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId,
 };

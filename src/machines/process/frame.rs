@@ -6,8 +6,8 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::machines::setup::WorkerSetup;
 use crate::vm::message::Job;
-use crate::vm::setup::WorkerSetup;
 use crate::vm::{io_error, RemoteCall, RemoteFailure, TaskId};
 
 /// The longest frame either side accepts.
@@ -20,7 +20,7 @@ pub(crate) struct Hello {
     pub(crate) slot: u32,
     pub(crate) pid: u32,
     /// The run's secret, as the spawner gave it to the process it started.
-    pub(crate) secret: [u8; crate::vm::process::auth::SECRET_LEN],
+    pub(crate) secret: [u8; crate::machines::process::auth::SECRET_LEN],
 }
 
 /// A frame from the spawner to a worker.

@@ -36,7 +36,7 @@ pub(crate) enum Got<T> {
 }
 
 /// Waits until `deadline` (`None`: without end) for a message on `rx` or for `other` to become
-/// ready (a spawner call's answer, [`crate::vm::spawner_calls`]). Without `other`, a wait
+/// ready (a spawner call's answer, [`crate::machines::spawner_calls`]). Without `other`, a wait
 /// without end spins first as [`recv_spinning`] does.
 pub(crate) fn recv_either<T, U>(
     rx: &Receiver<T>,

@@ -30,9 +30,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::error::Error;
+use crate::identity::RemoteTaskInfo;
+use crate::machines::setup::{end_job, run_job, JobEnvironment, WorkerSetup};
 use crate::spawner_call;
 use crate::vm::message::Job;
-use crate::vm::setup::{end_job, run_job, JobEnvironment, WorkerSetup};
 use crate::vm::{within_limit, Registry, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// The stack size of the local task a worker serves its jobs in (only the pages a job touches
@@ -144,7 +145,10 @@ fn serve_jobs(
         };
         let task = job.task;
         current.set(Some(task));
-        let running = (spawner_call::running(task), crate::identity::running(job.info()));
+        let running = (
+            spawner_call::running(task),
+            crate::identity::running(RemoteTaskInfo { task, host: job.host.clone(), parent: job.parent }),
+        );
         let result = run_job(setup, task, env, registry, &job.call)
             .and_then(|bytes| within_limit("the function's value", bytes.len()).map(|()| bytes));
         drop(running);

@@ -31,12 +31,12 @@ use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
+use crate::machines::setup::{validated, WorkerSetup};
+use crate::machines::slots::Slots;
+use crate::machines::spawner_calls::{Answer, Caller, SpawnerCalls};
+use crate::machines::wait::{recv_either, Got};
 use crate::vm::failure::too_large;
 use crate::vm::message::{encode, Job};
-use crate::vm::setup::{validated, WorkerSetup};
-use crate::vm::slots::Slots;
-use crate::vm::spawner_calls::{Answer, Caller, SpawnerCalls};
-use crate::vm::wait::{recv_either, Got};
 use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
     VirtualMachine, Wait,
@@ -682,7 +682,7 @@ impl fmt::Debug for ProcessVm {
 
 impl VirtualMachine for ProcessVm {
     // The queries every machine answers from its slot core.
-    crate::vm::slots::slot_queries!();
+    crate::machines::slots::slot_queries!();
 
     /// The next start of a down slot's worker, or the next look at one that is starting after
     /// a failed start.

@@ -35,9 +35,9 @@ use ::mpi::{Rank, Threading};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
+use crate::machines::setup::{validated, WorkerSetup};
+use crate::machines::slots::Slots;
 use crate::vm::message::{decode, encode, Job};
-use crate::vm::setup::{validated, WorkerSetup};
-use crate::vm::slots::Slots;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind,
     RemoteFailure, TaskId, VirtualMachine, Wait,

@@ -31,10 +31,10 @@ use super::wire::{
 use super::Tuning;
 use crate::environment::{this_thread_groups, ThreadGroups};
 use crate::error::Error;
+use crate::machines::setup::WorkerSetup;
+use crate::machines::worker::{serve, End, Report, WorkerLink};
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode, Job};
-use crate::vm::setup::WorkerSetup;
-use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{machine, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind, RemoteFailure, TaskId};
 
 /// What the main thread and the control thread of a worker rank share.

@@ -54,7 +54,7 @@ pub(crate) fn run_cleaner() -> Result<Vec<u8>, RemoteFailure> {
 /// ```
 pub fn clear_local_storage_everywhere(timeout: Duration) -> Result<(), Error> {
     if crate::spawner_call::on_worker()
-        || crate::vm::process::is_worker_process()
+        || crate::machines::process::is_worker_process()
         || crate::environment::task_storage().is_some()
     {
         return Err(machine(MachineErrorKind::Refused, "local storage is cleared from the spawner only"));

@@ -6,10 +6,11 @@ use std::str::FromStr;
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
-use crate::vm::process::{is_worker_process, worker_main};
-use crate::vm::setup::validated;
+use crate::machines::process::{is_worker_process, worker_main};
+use crate::machines::setup::validated;
+use crate::machines::{ProcessVm, ThreadVm};
+use crate::vm::Registry;
 use crate::vm::{machine, MachineErrorKind};
-use crate::vm::{ProcessVm, Registry, ThreadVm};
 
 /// The environment variable that names the machine when the command line does not.
 const VM_ENV: &str = "COS_VM";
@@ -260,7 +261,7 @@ pub fn start_with(registry: Registry, options: StartOptions) -> Result<Machine, 
                      its ranks are the launcher's (mpirun -n)"
                 );
             }
-            crate::os::set_vm(crate::vm::MpiVm::init_with(registry, environment)?)?;
+            crate::os::set_vm(crate::machines::MpiVm::init_with(registry, environment)?)?;
         }
         #[cfg(not(feature = "mpi"))]
         Machine::Mpi => {

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::machines::process::auth::{Secret, SECRET_ENV};
+use crate::machines::process::frame::{read_frame, write_frame, Down, Hello, Up};
+use crate::machines::process::launch::{HEARTBEAT_ENV, SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
+use crate::machines::worker::{serve, End, Report, WorkerLink};
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode, Job};
-use crate::vm::process::auth::{Secret, SECRET_ENV};
-use crate::vm::process::frame::{read_frame, write_frame, Down, Hello, Up};
-use crate::vm::process::launch::{HEARTBEAT_ENV, SLOT_ENV, SOCKET_ENV, SPAWNER_ENV};
-use crate::vm::worker::{serve, End, Report, WorkerLink};
 use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
 /// Set once this process has become a worker: a worker starts no workers of its own.
