@@ -21,8 +21,8 @@
 //! | `stop` | reports its pid and waits; the spawner stops its worker (SIGSTOP), continues it (SIGCONT) `--stop-ms` later and tells the job to go on | its value | process |
 //! | `freeze` | as `stop`, but the worker is never continued, past the job's `time_limit` | `Error::Timeout`; the stopped worker is killed and replaced | process |
 //! | `garbage` | writes what is not a frame on its worker's socket (a length beyond the limit, or bytes that do not decode) | `Error::WorkerLost`, cause `Connection`; replaced | process |
-//! | `stop-idle` | returns its value, and its worker stops itself (SIGSTOP) 5 ms later, idle (only with `--stop-idle`) | its value; the next job sent to that worker waits for ever (no time limit): the spawner hangs and the watchdog ends the run | process |
-//! | `oversized` | returns more bytes than a frame may hold (only with `--oversized`) | process: `Error::WorkerLost`, cause `Exit(1)` or `Signal(SIGKILL)` (the worker cannot send it, ends, and is replaced; no error says why); thread: its value | thread, process |
+//! | `stop-idle` | returns its value, and its worker stops itself (SIGSTOP) 5 ms later, idle (only with `--stop-idle`) | its value; the worker's heartbeats stop, so the next job sent to it ends with `Error::WorkerLost`, cause `Silent`, once the silence bound has passed (10 s by default; the checker counts that innocent job as wrong, and with `--retries` it runs again, which the checker's start counts may flag) | process |
+//! | `oversized` | returns more bytes than a machine takes (only with `--oversized`) | `Error::Remote` of kind `TooLarge`; the worker serves on | thread, process |
 //!
 //! Every other job returns a value computed from its index and the seed, checked in the
 //! spawner. Every faulty job first sends the spawner a message (its index, slot, pid, start
@@ -136,21 +136,17 @@ impl Kind {
     }
 
     /// Whether the fault costs the slot its worker (so the slot has a recovery time).
-    fn replaces_worker(self, process: bool) -> bool {
-        match self {
-            Kind::Plain | Kind::Panic | Kind::Stop | Kind::StopIdle => false,
-            Kind::Oversized => process,
-            _ => true,
-        }
+    fn replaces_worker(self) -> bool {
+        !matches!(self, Kind::Plain | Kind::Panic | Kind::Stop | Kind::StopIdle | Kind::Oversized)
     }
 
     /// Whether dispatch may run the job again after this fault (its outcome is a lost worker
     /// or a timeout).
-    fn retried(self, process: bool) -> bool {
-        self.replaces_worker(process) && self != Kind::Overflow
+    fn retried(self) -> bool {
+        self.replaces_worker() && self != Kind::Overflow
     }
 
-    fn expected(self, process: bool) -> &'static str {
+    fn expected(self) -> &'static str {
         match self {
             Kind::Plain | Kind::Stop | Kind::StopIdle => "its value",
             Kind::Panic => "Remote(Panicked)",
@@ -161,13 +157,12 @@ impl Kind {
             Kind::Hang | Kind::Freeze => "Timeout",
             Kind::Kill => "WorkerLost(Signal(9))",
             Kind::Garbage => "WorkerLost(Connection)",
-            Kind::Oversized if process => "WorkerLost(Exit(1) or Signal(9))",
-            Kind::Oversized => "its value",
+            Kind::Oversized => "Remote(TooLarge)",
         }
     }
 
     /// Whether `r` is the outcome this fault calls for, for job `index`.
-    fn matches(self, r: &Result<Reply, Error>, index: u64, seed: u64, process: bool) -> bool {
+    fn matches(self, r: &Result<Reply, Error>, index: u64, seed: u64) -> bool {
         let lost = |c: &dyn Fn(&LostCause) -> bool| matches!(r, Err(Error::WorkerLost(l)) if c(&l.cause));
         let remote = |k| matches!(r, Err(Error::Remote(e)) if e.kind == k);
         let value = |pad: usize| matches!(r, Ok(v) if v.value == mix(index, seed) && v.pad.len() == pad);
@@ -181,12 +176,11 @@ impl Kind {
             Kind::Hang | Kind::Freeze => matches!(r, Err(Error::Timeout)),
             Kind::Kill => lost(&|c| *c == LostCause::Signal(libc::SIGKILL)),
             Kind::Garbage => lost(&|c| matches!(c, LostCause::Connection(_))),
-            // The worker cannot send it, says so on its stderr and exits with status 1; the
-            // spawner may kill it first (it has hung up), so the cause is either.
-            Kind::Oversized if process => {
-                lost(&|c| matches!(c, LostCause::Exit(1) | LostCause::Signal(libc::SIGKILL)))
+            // Every machine refuses a value over the limit with one typed failure; the worker
+            // serves on.
+            Kind::Oversized => {
+                matches!(r, Err(Error::Remote(e)) if matches!(e.kind, RemoteErrorKind::TooLarge { .. }))
             }
-            Kind::Oversized => value(OVERSIZED),
         }
     }
 }
@@ -748,7 +742,7 @@ fn main() {
             let kind = kinds[c.index];
             outcomes[c.index] = outcomes[c.index].saturating_add(1);
             let t = tally.entry(kind).or_default();
-            if kind.matches(c.result, i, seed, process) {
+            if kind.matches(c.result, i, seed) {
                 t.matched += 1;
             } else {
                 t.wrong += 1;
@@ -756,7 +750,7 @@ fn main() {
                     wrong.push(format!(
                         "job {i} ({}): expected {}, got {:?}",
                         kind.name(),
-                        kind.expected(process),
+                        kind.expected(),
                         c.result.as_ref().map(|r| r.value)
                     ));
                 }
@@ -830,7 +824,7 @@ fn main() {
         t.attempts += tried.len() as u64;
         // With a time limit on every job, any job can time out on a worker stopped by an
         // earlier `stop-idle` (before or after it started) and be retried.
-        let allowed = if kind.retried(process) || o.job_limit.is_some() { o.retries as usize + 1 } else { 1 };
+        let allowed = if kind.retried() || o.job_limit.is_some() { o.retries as usize + 1 } else { 1 };
         if tried.len() > allowed {
             ran_twice += 1;
             wrong.push(format!(
@@ -856,9 +850,7 @@ fn main() {
                 ));
             }
         }
-        // An oversized result's worker is lost only after it has built and encoded the
-        // value (seconds): its start is not the moment of the loss, so it has no sample.
-        if !kind.replaces_worker(process) || kind == Kind::Oversized {
+        if !kind.replaces_worker() {
             continue;
         }
         let kills = book.killed_at.get(&i);
@@ -902,7 +894,7 @@ fn main() {
             "| {} | {} | {} | {} | {} | {starts} | {med} | {max} |",
             kind.name(),
             t.jobs,
-            kind.expected(process),
+            kind.expected(),
             t.matched,
             t.wrong
         );
