@@ -51,15 +51,32 @@ pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
-/// The wait before a slot's worker is started again after its first failed start; it doubles
-/// with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker served.
+/// The default wait before a slot's worker is started again after its first failed start; it
+/// doubles with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker
+/// served (see [`ProcessVmBuilder::start_back_off`]).
 const BACK_OFF: Duration = Duration::from_millis(10);
-/// The longest wait between two starts of a slot's worker.
+/// The default longest wait between two starts of a slot's worker.
 const BACK_OFF_CAP: Duration = Duration::from_secs(5);
+/// The default number of failed starts in a row that takes a slot out of service for good
+/// (see [`ProcessVmBuilder::max_failed_starts`]).
+const MAX_FAILED_STARTS: u32 = 8;
 
-/// The wait before the next start of a worker whose `failures` last starts failed in a row.
-fn back_off(failures: u32) -> Duration {
-    BACK_OFF.saturating_mul(1 << failures.min(16)).min(BACK_OFF_CAP)
+/// How a slot's worker that fails to start is started again.
+#[derive(Clone, Copy, Debug)]
+struct Restarts {
+    /// The wait after the first failed start in a row.
+    first: Duration,
+    /// The longest wait.
+    cap: Duration,
+    /// The failed starts in a row after which the slot is out of service for good.
+    max_failures: u32,
+}
+
+impl Restarts {
+    /// The wait before the next start of a worker whose `failures` last starts failed in a row.
+    fn back_off(&self, failures: u32) -> Duration {
+        self.first.saturating_mul(1 << failures.min(16)).min(self.cap)
+    }
 }
 
 /// What the accepting thread and the per-worker reader threads tell the machine.
@@ -85,6 +102,8 @@ pub(crate) enum Inbound {
 /// until it connects (or is lost, if it never does). A process that ends before it connects
 /// leaves its slot down (not free) and is started again after a back-off of 10 ms, doubling
 /// with each failed start in a row up to 5 s; the slot is free again once a worker connects.
+/// After 8 failed starts in a row the slot is out of service for good (see
+/// [`ProcessVmBuilder::max_failed_starts`]).
 ///
 /// A worker process is watched, not only its socket: its end loses its task at once, with its
 /// exit status, even while a process it forked keeps the socket open; and a worker that stops
@@ -116,6 +135,8 @@ pub struct ProcessVm {
     connect_timeout: Duration,
     /// How long a worker may stay silent or take to send a frame.
     bounds: Bounds,
+    /// How a worker that fails to start is started again.
+    restarts: Restarts,
     acceptor: Option<Acceptor>,
     workers: Vec<SlotWorker>,
     inbound_tx: Sender<Inbound>,
@@ -148,7 +169,8 @@ enum State {
     Ready(Proc),
     /// Its last start failed: it is started again at `until` (the slot is down meanwhile).
     Waiting { until: Instant },
-    /// No process (the machine is being built or finalized).
+    /// No process: the machine is being built or finalized, or the slot's worker failed to
+    /// start too many times in a row and the slot is out of service for good.
     Down,
 }
 
@@ -185,6 +207,7 @@ pub struct ProcessVmBuilder {
     per_host: usize,
     connect_timeout: Duration,
     bounds: Bounds,
+    restarts: Restarts,
     environment: EnvironmentSpec,
 }
 
@@ -251,6 +274,39 @@ impl ProcessVmBuilder {
         self
     }
 
+    /// How a slot's worker that ends before it connects (or does not connect within the
+    /// [`connect_timeout`](Self::connect_timeout)) is started again (defaults: 10 ms, 5 s):
+    /// after `first` following its first failed start in a row, the wait doubling with each
+    /// further one up to `cap`. The slot is down (not free) meanwhile; the count starts over
+    /// once a worker of the slot has finished a job. `first` is at least 1 ms and `cap` at
+    /// least `first`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cos::ProcessVm::builder(cos::Registry::new())
+    ///     .start_back_off(Duration::from_millis(50), Duration::from_secs(1));
+    /// ```
+    pub fn start_back_off(mut self, first: Duration, cap: Duration) -> Self {
+        self.restarts.first = first.max(Duration::from_millis(1));
+        self.restarts.cap = cap.max(self.restarts.first);
+        self
+    }
+
+    /// How many starts of a slot's worker may fail in a row (default 8, at least 1): past
+    /// that the slot is out of service for good, with a warning that names the slot and the
+    /// last failure. The job that waited for the failed worker ends with
+    /// [`Error::WorkerLost`] of cause [`LostCause::Start`]; once every slot is out of
+    /// service, a blocking remote spawn ends with [`Error::Deadlock`] and a non-blocking one
+    /// with [`Error::NoFreeSlot`] (a remote spawn never runs in the spawner).
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).max_failed_starts(3);
+    /// ```
+    pub fn max_failed_starts(mut self, n: u32) -> Self {
+        self.restarts.max_failures = n.max(1);
+        self
+    }
+
     /// The environment of every remote task (PyOPUS's `startupDir`, `mirrorMap` and
     /// `persistentStorage`), sent to each worker process when it connects: each task gets a
     /// storage directory of its own on its worker's host, prepared before its function runs
@@ -308,6 +364,7 @@ impl ProcessVmBuilder {
             dir,
             connect_timeout: self.connect_timeout,
             bounds: self.bounds,
+            restarts: self.restarts,
             acceptor: Some(acceptor),
             workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0, failures: 0 }).collect(),
             inbound_tx,
@@ -368,6 +425,7 @@ impl ProcessVm {
             per_host: cores,
             connect_timeout: Duration::from_secs(60),
             bounds: Bounds::default(),
+            restarts: Restarts { first: BACK_OFF, cap: BACK_OFF_CAP, max_failures: MAX_FAILED_STARTS },
             environment: EnvironmentSpec::new(),
         }
     }
@@ -459,14 +517,26 @@ impl ProcessVm {
 
     /// A start of the slot's worker failed: the slot is down (not free) and its worker is
     /// started again after a back-off that doubles with each failure in a row, so that a
-    /// program that cannot start costs a start every few seconds, not a busy loop.
+    /// program that cannot start costs a start every few seconds, not a busy loop; past the
+    /// limit of failed starts in a row the slot is out of service for good.
     fn fail_start(&mut self, slot: usize, why: &str) {
+        let restarts = self.restarts;
         let w = &mut self.workers[slot];
-        let wait = back_off(w.failures);
+        let wait = restarts.back_off(w.failures);
         w.failures = w.failures.saturating_add(1);
+        self.slots.set_in_service(slot, false);
+        if w.failures >= restarts.max_failures {
+            w.state = State::Down;
+            log::warn!(
+                target: "cos",
+                "slot {} out of service for good: its worker failed to start {} times in a row, last: {why}",
+                slot + 1,
+                w.failures
+            );
+            return;
+        }
         w.state = State::Waiting { until: Instant::now() + wait };
         log::error!(target: "cos", "{why}; slot {} down, started again in {wait:?}", slot + 1);
-        self.slots.set_in_service(slot, false);
     }
 
     /// Starts the workers whose back-off has passed.
