@@ -14,6 +14,7 @@
 mod auth;
 pub(crate) mod frame;
 mod launch;
+mod outbound;
 mod watch;
 mod worker;
 
@@ -46,6 +47,7 @@ use frame::{write_frame, Down, Hello, Up, MAX_FRAME};
 // A value within the limit every machine keeps to fits in a frame with its envelope.
 const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
+use outbound::{bound_writes, write_bounded, WriteFailure};
 use watch::Bounds;
 pub(crate) use worker::{is_worker_process, worker_main};
 
@@ -263,7 +265,10 @@ impl ProcessVmBuilder {
 
     /// How long a frame from a worker may take from its first byte to its last (default 30 s):
     /// a worker that sent part of a frame and stopped is lost as [`LostCause::Silent`] then,
-    /// even while its heartbeats would still be due.
+    /// even while its heartbeats would still be due. It bounds the spawner's writes as well:
+    /// a worker that takes nothing of a frame (a job, a message, a spawner call's answer) for
+    /// this long is lost the same way and killed, so that a worker that stopped reading does
+    /// not block the spawner (a worker reads a message only when its job receives it).
     ///
     /// ```
     /// let b = cos::ProcessVm::builder(cos::Registry::new())
@@ -449,7 +454,11 @@ impl ProcessVm {
         };
         let generation = self.workers[slot].generation;
         let mut stream = stream;
-        let setup = encode(&Down::Setup(self.setup.clone())).and_then(|f| write_frame(&mut stream, &f));
+        // The spawner's writes to the worker are bounded as its frames are (see `deliver`).
+        let setup = bound_writes(&stream, self.bounds.frame)
+            .map_err(|e| io_error("cannot bound the writes to a worker", e))
+            .and_then(|()| encode(&Down::Setup(self.setup.clone())))
+            .and_then(|f| write_frame(&mut stream, &f));
         if let Err(e) = setup {
             let _ = stream.shutdown(Shutdown::Both);
             let mut child = child;
@@ -613,11 +622,48 @@ impl ProcessVm {
         Some(Event::Lost { task, cause })
     }
 
+    /// The slot's worker took nothing of a frame for `bound`: it stopped reading (a process it
+    /// forked may keep the socket open), so it is lost as [`LostCause::Silent`] and killed; its
+    /// task's loss goes to `events`.
+    fn stalled(&mut self, slot: usize, bound: Duration) {
+        log::warn!(target: "cos", "worker process {} took nothing of a frame for {bound:?}", slot + 1);
+        if let Some(ev) = self.lose(slot, Some(LostCause::Silent(bound))) {
+            self.events.push_back(ev);
+        }
+    }
+
+    /// Writes a frame to the slot's connected worker. A worker that takes nothing of it for
+    /// the frame timeout is lost (see [`ProcessVm::stalled`]).
+    fn deliver(&mut self, slot: usize, frame: &[u8]) -> Result<(), Error> {
+        let State::Ready(p) = &mut self.workers[slot].state else {
+            return Err(machine(MachineErrorKind::Protocol, "the worker is not connected"));
+        };
+        match write_bounded(&mut p.stream, frame, self.bounds.frame) {
+            Ok(()) => Ok(()),
+            Err(WriteFailure::Failed(e)) => Err(e),
+            Err(WriteFailure::Stalled(bound)) => {
+                self.stalled(slot, bound);
+                Err(machine(
+                    MachineErrorKind::Io,
+                    format!("worker process {} took nothing of a frame for {bound:?}", slot + 1),
+                ))
+            }
+        }
+    }
+
     /// Sends a job frame to the slot's process, or keeps it for a process that is starting. A
-    /// process that cannot be written to is replaced and the job waits for the new one.
+    /// process that cannot be written to is replaced and the job waits for the new one; one
+    /// that takes nothing of it for the frame timeout is lost with the job.
     fn send(&mut self, slot: usize, job: Vec<u8>) {
         let failed = match &mut self.workers[slot].state {
-            State::Ready(p) => write_frame(&mut p.stream, &job).err(),
+            State::Ready(p) => match write_bounded(&mut p.stream, &job, self.bounds.frame) {
+                Ok(()) => None,
+                Err(WriteFailure::Failed(e)) => Some(e),
+                Err(WriteFailure::Stalled(bound)) => {
+                    self.stalled(slot, bound);
+                    return;
+                }
+            },
             State::Starting { job: waiting, .. } => {
                 *waiting = Some(job);
                 return;
@@ -647,11 +693,7 @@ impl ProcessVm {
         while let Some(Answer { caller: Caller { slot, task }, reply, result }) = self.spawner_calls.answer()
         {
             if reply && self.slots.task(slot) == Some(task) {
-                let sent =
-                    encode(&Down::SpawnerReply(result)).and_then(|f| match &mut self.workers[slot].state {
-                        State::Ready(p) => write_frame(&mut p.stream, &f),
-                        _ => Err(machine(MachineErrorKind::Protocol, "the worker is not connected")),
-                    });
+                let sent = encode(&Down::SpawnerReply(result)).and_then(|f| self.deliver(slot, &f));
                 if let Err(e) = sent {
                     // The reader thread reports the loss of the process, if that is what happened.
                     log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
@@ -784,11 +826,12 @@ impl VirtualMachine for ProcessVm {
         if frame.len() > MAX_FRAME {
             return Err(Error::Remote(too_large("a message", frame.len()).at(Some(to), None)));
         }
-        match &mut self.workers[slot].state {
-            // A write that fails: the reader thread reports the loss of the process.
-            State::Ready(p) => write_frame(&mut p.stream, &frame),
-            _ => Err(no_such_task()),
+        if !matches!(self.workers[slot].state, State::Ready(_)) {
+            return Err(no_such_task());
         }
+        // A write that fails: the reader thread reports the loss of the process; one that
+        // stalls: the worker is lost here.
+        self.deliver(slot, &frame)
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
