@@ -1,8 +1,10 @@
 //! A worker process that dies while it is still starting (before its hello) does not take its
 //! slot out of service for good: the slot is down (not free) and its worker is started again
 //! after a back-off (10 ms, doubling, at most 5 s), until one connects; a program that always
-//! fails to start is not restarted in a busy loop. Process machine only, driven directly as a
-//! `VirtualMachine`. This program has its own `main`, since ProcessVm's workers run it again.
+//! fails to start is not restarted in a busy loop. Past a limit of failed starts in a row the
+//! slot is out of service for good: a program that never starts does not keep a spawn waiting
+//! for ever. Process machine only, driven directly as a `VirtualMachine` and through the
+//! scheduler. This program has its own `main`, since ProcessVm's workers run it again.
 
 mod common;
 
@@ -10,7 +12,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cos::{Event, LostCause, ProcessVm, Registry, RemoteCall, RemoteFn, VirtualMachine, Wait};
+use cos::{
+    Error, Event, LostCause, ProcessVm, ProcessVmBuilder, Registry, RemoteCall, RemoteFn, Spawn,
+    VirtualMachine, Wait,
+};
 
 /// Names a file: a worker started while it is set appends a line to it and exits with status
 /// 7 before it connects, as long as the file has fewer lines than [`FAIL_TIMES_ENV`] says.
@@ -45,7 +50,12 @@ fn fail_start_while_asked() {
 /// A one-slot machine whose worker dies after the test asks its next workers to fail `times`
 /// starts; the log of the failed starts.
 fn machine_failing(times: usize, name: &str) -> (ProcessVm, PathBuf) {
-    let mut vm = ProcessVm::builder(registry()).slots_per_host(1).build().expect("worker processes");
+    machine_failing_with(ProcessVm::builder(registry()), times, name)
+}
+
+/// As [`machine_failing`], with the machine built from `builder`.
+fn machine_failing_with(builder: ProcessVmBuilder, times: usize, name: &str) -> (ProcessVm, PathBuf) {
+    let mut vm = builder.slots_per_host(1).build().expect("worker processes");
     let log = std::env::temp_dir().join(format!("cos-{name}-{}", std::process::id()));
     let _ = std::fs::remove_file(&log);
     std::env::set_var(FAIL_LOG_ENV, &log);
@@ -106,6 +116,54 @@ fn a_worker_that_always_fails_is_not_restarted_in_a_busy_loop() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// Fails the test (instead of letting it hang) when `check` has not returned within `limit`.
+fn with_watchdog(limit: Duration, what: &'static str, check: impl FnOnce()) {
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if watched.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            println!("check {what} ... FAILED: still waiting after {limit:?}");
+            std::process::exit(1);
+        }
+    });
+    check();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+}
+
+/// Three failed starts in a row (1 ms, then 2 ms, 4 ms at most between them) take the only
+/// slot out of service: the job that waited for it is lost as `Start`, a blocking spawn is a
+/// deadlock, a non-blocking one finds no free slot, and nothing runs in the spawner.
+fn a_worker_that_never_starts_takes_its_slot_out_of_service() {
+    let builder = ProcessVm::builder(registry())
+        .start_back_off(Duration::from_millis(1), Duration::from_millis(4))
+        .max_failed_starts(3);
+    let (vm, log) = machine_failing_with(builder, usize::MAX, "never-starts");
+    assert!(cos::set_vm(vm).unwrap());
+    with_watchdog(
+        Duration::from_secs(60),
+        "a_worker_that_never_starts_takes_its_slot_out_of_service",
+        || {
+            // The slot's new worker is starting: the job waits for it, and is lost with it.
+            let waiting = cos::spawn_remote(&DOUBLE, 1).expect("the starting slot takes the job");
+            let r = cos::join(waiting);
+            assert!(
+                matches!(&r, Err(Error::WorkerLost(l)) if matches!(l.cause, LostCause::Start(_))),
+                "{r:?}"
+            );
+            // Blocking: waits while the slot may come back, then nothing can serve it.
+            let blocking = Spawn::new(&DOUBLE, 2).start();
+            assert!(matches!(blocking, Err(Error::Deadlock(_))), "got {blocking:?}");
+            let now = Spawn::new(&DOUBLE, 3).block(false).enqueue(false).start();
+            assert!(matches!(now, Err(Error::NoFreeSlot)), "got {now:?}");
+        },
+    );
+    std::env::remove_var(FAIL_LOG_ENV);
+    assert_eq!(lines(&log), 3, "three failed starts, then no more");
+    assert_eq!(cos::free_slots(), Some(0), "the slot is out of service");
+    cos::finalize();
+    let _ = std::fs::remove_file(&log);
+}
+
 fn main() {
     fail_start_while_asked();
     cos::start(registry()).expect("start"); // a worker never returns from here
@@ -115,6 +173,10 @@ fn main() {
         (
             "a_worker_that_always_fails_is_not_restarted_in_a_busy_loop",
             a_worker_that_always_fails_is_not_restarted_in_a_busy_loop,
+        ),
+        (
+            "a_worker_that_never_starts_takes_its_slot_out_of_service",
+            a_worker_that_never_starts_takes_its_slot_out_of_service,
         ),
     ];
     common::run_checks(checks);

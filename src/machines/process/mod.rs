@@ -14,6 +14,7 @@
 mod auth;
 pub(crate) mod frame;
 mod launch;
+mod outbound;
 mod watch;
 mod worker;
 
@@ -46,20 +47,38 @@ use frame::{write_frame, Down, Hello, Up, MAX_FRAME};
 // A value within the limit every machine keeps to fits in a frame with its envelope.
 const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
+use outbound::{bound_writes, write_bounded, WriteFailure};
 use watch::Bounds;
 pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
-/// The wait before a slot's worker is started again after its first failed start; it doubles
-/// with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker served.
+/// The default wait before a slot's worker is started again after its first failed start; it
+/// doubles with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker
+/// served (see [`ProcessVmBuilder::start_back_off`]).
 const BACK_OFF: Duration = Duration::from_millis(10);
-/// The longest wait between two starts of a slot's worker.
+/// The default longest wait between two starts of a slot's worker.
 const BACK_OFF_CAP: Duration = Duration::from_secs(5);
+/// The default number of failed starts in a row that takes a slot out of service for good
+/// (see [`ProcessVmBuilder::max_failed_starts`]).
+const MAX_FAILED_STARTS: u32 = 8;
 
-/// The wait before the next start of a worker whose `failures` last starts failed in a row.
-fn back_off(failures: u32) -> Duration {
-    BACK_OFF.saturating_mul(1 << failures.min(16)).min(BACK_OFF_CAP)
+/// How a slot's worker that fails to start is started again.
+#[derive(Clone, Copy, Debug)]
+struct Restarts {
+    /// The wait after the first failed start in a row.
+    first: Duration,
+    /// The longest wait.
+    cap: Duration,
+    /// The failed starts in a row after which the slot is out of service for good.
+    max_failures: u32,
+}
+
+impl Restarts {
+    /// The wait before the next start of a worker whose `failures` last starts failed in a row.
+    fn back_off(&self, failures: u32) -> Duration {
+        self.first.saturating_mul(1 << failures.min(16)).min(self.cap)
+    }
 }
 
 /// What the accepting thread and the per-worker reader threads tell the machine.
@@ -85,6 +104,8 @@ pub(crate) enum Inbound {
 /// until it connects (or is lost, if it never does). A process that ends before it connects
 /// leaves its slot down (not free) and is started again after a back-off of 10 ms, doubling
 /// with each failed start in a row up to 5 s; the slot is free again once a worker connects.
+/// After 8 failed starts in a row the slot is out of service for good (see
+/// [`ProcessVmBuilder::max_failed_starts`]).
 ///
 /// A worker process is watched, not only its socket: its end loses its task at once, with its
 /// exit status, even while a process it forked keeps the socket open; and a worker that stops
@@ -116,6 +137,8 @@ pub struct ProcessVm {
     connect_timeout: Duration,
     /// How long a worker may stay silent or take to send a frame.
     bounds: Bounds,
+    /// How a worker that fails to start is started again.
+    restarts: Restarts,
     acceptor: Option<Acceptor>,
     workers: Vec<SlotWorker>,
     inbound_tx: Sender<Inbound>,
@@ -148,7 +171,8 @@ enum State {
     Ready(Proc),
     /// Its last start failed: it is started again at `until` (the slot is down meanwhile).
     Waiting { until: Instant },
-    /// No process (the machine is being built or finalized).
+    /// No process: the machine is being built or finalized, or the slot's worker failed to
+    /// start too many times in a row and the slot is out of service for good.
     Down,
 }
 
@@ -185,6 +209,7 @@ pub struct ProcessVmBuilder {
     per_host: usize,
     connect_timeout: Duration,
     bounds: Bounds,
+    restarts: Restarts,
     environment: EnvironmentSpec,
 }
 
@@ -240,7 +265,10 @@ impl ProcessVmBuilder {
 
     /// How long a frame from a worker may take from its first byte to its last (default 30 s):
     /// a worker that sent part of a frame and stopped is lost as [`LostCause::Silent`] then,
-    /// even while its heartbeats would still be due.
+    /// even while its heartbeats would still be due. It bounds the spawner's writes as well:
+    /// a worker that takes nothing of a frame (a job, a message, a spawner call's answer) for
+    /// this long is lost the same way and killed, so that a worker that stopped reading does
+    /// not block the spawner (a worker reads a message only when its job receives it).
     ///
     /// ```
     /// let b = cos::ProcessVm::builder(cos::Registry::new())
@@ -248,6 +276,39 @@ impl ProcessVmBuilder {
     /// ```
     pub fn frame_timeout(mut self, d: Duration) -> Self {
         self.bounds.frame = d;
+        self
+    }
+
+    /// How a slot's worker that ends before it connects (or does not connect within the
+    /// [`connect_timeout`](Self::connect_timeout)) is started again (defaults: 10 ms, 5 s):
+    /// after `first` following its first failed start in a row, the wait doubling with each
+    /// further one up to `cap`. The slot is down (not free) meanwhile; the count starts over
+    /// once a worker of the slot has finished a job. `first` is at least 1 ms and `cap` at
+    /// least `first`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cos::ProcessVm::builder(cos::Registry::new())
+    ///     .start_back_off(Duration::from_millis(50), Duration::from_secs(1));
+    /// ```
+    pub fn start_back_off(mut self, first: Duration, cap: Duration) -> Self {
+        self.restarts.first = first.max(Duration::from_millis(1));
+        self.restarts.cap = cap.max(self.restarts.first);
+        self
+    }
+
+    /// How many starts of a slot's worker may fail in a row (default 8, at least 1): past
+    /// that the slot is out of service for good, with a warning that names the slot and the
+    /// last failure. The job that waited for the failed worker ends with
+    /// [`Error::WorkerLost`] of cause [`LostCause::Start`]; once every slot is out of
+    /// service, a blocking remote spawn ends with [`Error::Deadlock`] and a non-blocking one
+    /// with [`Error::NoFreeSlot`] (a remote spawn never runs in the spawner).
+    ///
+    /// ```
+    /// let b = cos::ProcessVm::builder(cos::Registry::new()).max_failed_starts(3);
+    /// ```
+    pub fn max_failed_starts(mut self, n: u32) -> Self {
+        self.restarts.max_failures = n.max(1);
         self
     }
 
@@ -308,6 +369,7 @@ impl ProcessVmBuilder {
             dir,
             connect_timeout: self.connect_timeout,
             bounds: self.bounds,
+            restarts: self.restarts,
             acceptor: Some(acceptor),
             workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0, failures: 0 }).collect(),
             inbound_tx,
@@ -368,6 +430,7 @@ impl ProcessVm {
             per_host: cores,
             connect_timeout: Duration::from_secs(60),
             bounds: Bounds::default(),
+            restarts: Restarts { first: BACK_OFF, cap: BACK_OFF_CAP, max_failures: MAX_FAILED_STARTS },
             environment: EnvironmentSpec::new(),
         }
     }
@@ -391,7 +454,11 @@ impl ProcessVm {
         };
         let generation = self.workers[slot].generation;
         let mut stream = stream;
-        let setup = encode(&Down::Setup(self.setup.clone())).and_then(|f| write_frame(&mut stream, &f));
+        // The spawner's writes to the worker are bounded as its frames are (see `deliver`).
+        let setup = bound_writes(&stream, self.bounds.frame)
+            .map_err(|e| io_error("cannot bound the writes to a worker", e))
+            .and_then(|()| encode(&Down::Setup(self.setup.clone())))
+            .and_then(|f| write_frame(&mut stream, &f));
         if let Err(e) = setup {
             let _ = stream.shutdown(Shutdown::Both);
             let mut child = child;
@@ -459,14 +526,26 @@ impl ProcessVm {
 
     /// A start of the slot's worker failed: the slot is down (not free) and its worker is
     /// started again after a back-off that doubles with each failure in a row, so that a
-    /// program that cannot start costs a start every few seconds, not a busy loop.
+    /// program that cannot start costs a start every few seconds, not a busy loop; past the
+    /// limit of failed starts in a row the slot is out of service for good.
     fn fail_start(&mut self, slot: usize, why: &str) {
+        let restarts = self.restarts;
         let w = &mut self.workers[slot];
-        let wait = back_off(w.failures);
+        let wait = restarts.back_off(w.failures);
         w.failures = w.failures.saturating_add(1);
+        self.slots.set_in_service(slot, false);
+        if w.failures >= restarts.max_failures {
+            w.state = State::Down;
+            log::warn!(
+                target: "cos",
+                "slot {} out of service for good: its worker failed to start {} times in a row, last: {why}",
+                slot + 1,
+                w.failures
+            );
+            return;
+        }
         w.state = State::Waiting { until: Instant::now() + wait };
         log::error!(target: "cos", "{why}; slot {} down, started again in {wait:?}", slot + 1);
-        self.slots.set_in_service(slot, false);
     }
 
     /// Starts the workers whose back-off has passed.
@@ -543,11 +622,48 @@ impl ProcessVm {
         Some(Event::Lost { task, cause })
     }
 
+    /// The slot's worker took nothing of a frame for `bound`: it stopped reading (a process it
+    /// forked may keep the socket open), so it is lost as [`LostCause::Silent`] and killed; its
+    /// task's loss goes to `events`.
+    fn stalled(&mut self, slot: usize, bound: Duration) {
+        log::warn!(target: "cos", "worker process {} took nothing of a frame for {bound:?}", slot + 1);
+        if let Some(ev) = self.lose(slot, Some(LostCause::Silent(bound))) {
+            self.events.push_back(ev);
+        }
+    }
+
+    /// Writes a frame to the slot's connected worker. A worker that takes nothing of it for
+    /// the frame timeout is lost (see [`ProcessVm::stalled`]).
+    fn deliver(&mut self, slot: usize, frame: &[u8]) -> Result<(), Error> {
+        let State::Ready(p) = &mut self.workers[slot].state else {
+            return Err(machine(MachineErrorKind::Protocol, "the worker is not connected"));
+        };
+        match write_bounded(&mut p.stream, frame, self.bounds.frame) {
+            Ok(()) => Ok(()),
+            Err(WriteFailure::Failed(e)) => Err(e),
+            Err(WriteFailure::Stalled(bound)) => {
+                self.stalled(slot, bound);
+                Err(machine(
+                    MachineErrorKind::Io,
+                    format!("worker process {} took nothing of a frame for {bound:?}", slot + 1),
+                ))
+            }
+        }
+    }
+
     /// Sends a job frame to the slot's process, or keeps it for a process that is starting. A
-    /// process that cannot be written to is replaced and the job waits for the new one.
+    /// process that cannot be written to is replaced and the job waits for the new one; one
+    /// that takes nothing of it for the frame timeout is lost with the job.
     fn send(&mut self, slot: usize, job: Vec<u8>) {
         let failed = match &mut self.workers[slot].state {
-            State::Ready(p) => write_frame(&mut p.stream, &job).err(),
+            State::Ready(p) => match write_bounded(&mut p.stream, &job, self.bounds.frame) {
+                Ok(()) => None,
+                Err(WriteFailure::Failed(e)) => Some(e),
+                Err(WriteFailure::Stalled(bound)) => {
+                    self.stalled(slot, bound);
+                    return;
+                }
+            },
             State::Starting { job: waiting, .. } => {
                 *waiting = Some(job);
                 return;
@@ -577,11 +693,7 @@ impl ProcessVm {
         while let Some(Answer { caller: Caller { slot, task }, reply, result }) = self.spawner_calls.answer()
         {
             if reply && self.slots.task(slot) == Some(task) {
-                let sent =
-                    encode(&Down::SpawnerReply(result)).and_then(|f| match &mut self.workers[slot].state {
-                        State::Ready(p) => write_frame(&mut p.stream, &f),
-                        _ => Err(machine(MachineErrorKind::Protocol, "the worker is not connected")),
-                    });
+                let sent = encode(&Down::SpawnerReply(result)).and_then(|f| self.deliver(slot, &f));
                 if let Err(e) = sent {
                     // The reader thread reports the loss of the process, if that is what happened.
                     log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
@@ -714,11 +826,12 @@ impl VirtualMachine for ProcessVm {
         if frame.len() > MAX_FRAME {
             return Err(Error::Remote(too_large("a message", frame.len()).at(Some(to), None)));
         }
-        match &mut self.workers[slot].state {
-            // A write that fails: the reader thread reports the loss of the process.
-            State::Ready(p) => write_frame(&mut p.stream, &frame),
-            _ => Err(no_such_task()),
+        if !matches!(self.workers[slot].state, State::Ready(_)) {
+            return Err(no_such_task());
         }
+        // A write that fails: the reader thread reports the loss of the process; one that
+        // stalls: the worker is lost here.
+        self.deliver(slot, &frame)
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
