@@ -14,6 +14,7 @@
 mod auth;
 pub(crate) mod frame;
 mod launch;
+mod spin;
 mod watch;
 mod worker;
 
