@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::environment::{this_thread_groups, ThreadGroups};
 use crate::error::Error;
 use crate::machines::setup::WorkerSetup;
+use crate::machines::wait::recv_spinning;
 use crate::machines::worker::{serve, End, Report, WorkerLink};
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{decode, encode, Job};
@@ -62,7 +63,8 @@ struct ChannelLink {
 
 impl WorkerLink for ChannelLink {
     fn next_job(&mut self) -> Result<Option<Job>, Error> {
-        match self.jobs.recv() {
+        // The next job of a stream of short ones comes within microseconds of the last report.
+        match recv_spinning(&self.jobs) {
             Ok(frame) => decode(&frame).map(Some),
             Err(_) => Ok(None),
         }

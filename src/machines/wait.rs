@@ -1,25 +1,45 @@
 //! How a spawner-side machine waits on the channel its workers answer on.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Select, TryRecvError};
 
-/// How many times a blocking receive polls the channel before it parks the thread (a few
-/// microseconds).
-const RECEIVE_SPINS: u32 = 256;
+/// How long a blocking receive polls the channel before it parks the thread. A worker answers a
+/// trivial job, and a spawner sends the next one, within a few to a few tens of microseconds;
+/// parking and waking a thread costs about as much again. One spin per message: a long wait
+/// costs nothing that shows.
+pub(crate) const RECEIVE_SPIN: Duration = Duration::from_micros(50);
 
-/// Waits for a message: a short spin first, since a worker often answers a short job within a
-/// few microseconds and parking and waking a thread costs more than that; then a blocking
-/// receive (no CPU while the wait is long).
-pub(crate) fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
-    for _ in 0..RECEIVE_SPINS {
-        match rx.try_recv() {
-            Ok(v) => return Ok(v),
-            Err(TryRecvError::Empty) => std::hint::spin_loop(),
-            Err(TryRecvError::Disconnected) => return Err(RecvError),
+/// How many polls between two looks at the clock (and a yield of the core, for the thread
+/// that is to send, when the machine has fewer cores than busy threads).
+const POLLS_PER_LOOK: u32 = 64;
+
+/// Polls `rx` until a message comes, it closes, or `until` passes (`Err(None)`).
+fn spin_until<T>(rx: &Receiver<T>, until: Instant) -> Result<T, Option<RecvError>> {
+    loop {
+        for _ in 0..POLLS_PER_LOOK {
+            match rx.try_recv() {
+                Ok(v) => return Ok(v),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Disconnected) => return Err(Some(RecvError)),
+            }
         }
+        if Instant::now() >= until {
+            return Err(None);
+        }
+        std::thread::yield_now();
     }
-    rx.recv()
+}
+
+/// Waits for a message: a short spin first ([`RECEIVE_SPIN`]), since a worker often answers a
+/// short job within a few microseconds and parking and waking a thread costs more than that;
+/// then a blocking receive (no CPU while the wait is long).
+pub(crate) fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
+    match spin_until(rx, Instant::now() + RECEIVE_SPIN) {
+        Ok(v) => Ok(v),
+        Err(Some(e)) => Err(e),
+        Err(None) => rx.recv(),
+    }
 }
 
 /// What [`recv_either`] got.
@@ -36,8 +56,8 @@ pub(crate) enum Got<T> {
 }
 
 /// Waits until `deadline` (`None`: without end) for a message on `rx` or for `other` to become
-/// ready (a spawner call's answer, [`crate::machines::spawner_calls`]). Without `other`, a wait
-/// without end spins first as [`recv_spinning`] does.
+/// ready (a spawner call's answer, [`crate::machines::spawner_calls`]). Without `other`, it
+/// spins first as [`recv_spinning`] does (up to the deadline).
 pub(crate) fn recv_either<T, U>(
     rx: &Receiver<T>,
     other: Option<&Receiver<U>>,
@@ -46,10 +66,14 @@ pub(crate) fn recv_either<T, U>(
     let Some(other) = other else {
         return match deadline {
             None => recv_spinning(rx).map_or(Got::Closed, Got::Message),
-            Some(at) => match rx.recv_deadline(at) {
+            Some(at) => match spin_until(rx, at.min(Instant::now() + RECEIVE_SPIN)) {
                 Ok(v) => Got::Message(v),
-                Err(RecvTimeoutError::Timeout) => Got::Timeout,
-                Err(RecvTimeoutError::Disconnected) => Got::Closed,
+                Err(Some(RecvError)) => Got::Closed,
+                Err(None) => match rx.recv_deadline(at) {
+                    Ok(v) => Got::Message(v),
+                    Err(RecvTimeoutError::Timeout) => Got::Timeout,
+                    Err(RecvTimeoutError::Disconnected) => Got::Closed,
+                },
             },
         };
     };

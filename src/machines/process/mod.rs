@@ -15,6 +15,7 @@ mod auth;
 pub(crate) mod frame;
 mod launch;
 mod outbound;
+mod spin;
 mod watch;
 mod worker;
 

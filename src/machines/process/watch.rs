@@ -18,6 +18,7 @@ use crossbeam_channel::Sender;
 
 use crate::error::Error;
 use crate::machines::process::frame::{read_frame, Up};
+use crate::machines::process::spin::{readable_within, SOCKET_SPIN};
 use crate::machines::process::Inbound;
 use crate::vm::message::decode;
 use crate::vm::LostCause;
@@ -98,6 +99,19 @@ enum Stop {
     Silent(Duration),
 }
 
+impl Watched<'_> {
+    /// Reads from the socket, which is readable, at its end, or broken: the read says which.
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (&mut &*self.stream).read(buf)?;
+        let now = Instant::now();
+        if n > 0 && self.started.is_none() {
+            self.started = Some(now);
+        }
+        self.last = now;
+        Ok(n)
+    }
+}
+
 impl Read for Watched<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -111,6 +125,11 @@ impl Read for Watched<'_> {
                 let since = self.started.unwrap_or(self.last);
                 self.why = Some(Stop::Silent(now - since));
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "the worker went silent"));
+            }
+            // The answer to a job just sent often comes within microseconds: look for it
+            // without blocking first (the pidfd is looked at in the blocking poll below).
+            if readable_within(self.stream, SOCKET_SPIN.min(left)) {
+                return self.read_now(buf);
             }
             let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
             let mut fds = [
@@ -132,14 +151,7 @@ impl Read for Watched<'_> {
                 return Err(e);
             }
             if fds[0].revents != 0 {
-                // Readable, at its end, or broken: the read says which.
-                let n = (&mut &*self.stream).read(buf)?;
-                let now = Instant::now();
-                if n > 0 && self.started.is_none() {
-                    self.started = Some(now);
-                }
-                self.last = now;
-                return Ok(n);
+                return self.read_now(buf);
             }
             if fds[1].revents != 0 {
                 self.why = Some(Stop::Exited);
