@@ -180,6 +180,9 @@ pub struct MpiVm {
     draining: Vec<Option<TaskId>>,
     /// Per slot: when the rank was last heard from (a frame, or the start of its job).
     heard: Vec<Instant>,
+    /// Per slot: whether its rank went silent while busy (dead, or cut off): nothing is sent
+    /// to it any more, not even the finalize (a send to a dead rank may never complete).
+    gone: Vec<bool>,
     /// Whether the workers have a control thread (cancel, finalize, heartbeats).
     controlled: bool,
     finalize_grace: Duration,
@@ -290,6 +293,7 @@ impl MpiVm {
             slots: Slots::named(&names[1..], names[0].clone()),
             draining: vec![None; size - 1],
             heard: vec![Instant::now(); size - 1],
+            gone: vec![false; size - 1],
             controlled,
             finalize_grace: b.finalize_grace,
             tuning,
@@ -384,6 +388,7 @@ impl MpiVm {
         let silent = now.saturating_duration_since(self.heard[slot]);
         log::warn!(target: "cos", "rank {} silent for {silent:?} while busy; out of service", slot + 1);
         self.draining[slot] = None;
+        self.gone[slot] = true;
         self.slots.retire(slot);
         let task = self.slots.task(slot)?;
         self.slots.end(task);
@@ -548,7 +553,9 @@ impl VirtualMachine for MpiVm {
         let Ok(world) = self.world() else { return };
         let frame = quit_frame(self.finalize_grace);
         for rank in 1..world.size() {
-            send(&world, rank, &frame, TAG_QUIT, self.tuning.spin);
+            if !self.gone[rank as usize - 1] {
+                send(&world, rank, &frame, TAG_QUIT, self.tuning.spin);
+            }
         }
         let busy = (0..self.heard.len()).filter(|&s| self.busy(s)).count();
         if busy > 0 {
