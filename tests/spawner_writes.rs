@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::with_watchdog;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,20 +24,6 @@ static DEAF: RemoteFn<PathBuf, ()> = RemoteFn::new("deaf", |started| {
 
 fn registry() -> Registry {
     Registry::new().with(&DEAF)
-}
-
-/// Fails the test (instead of letting it hang) when `check` has not returned within `limit`.
-fn with_watchdog(limit: Duration, what: &'static str, check: impl FnOnce()) {
-    let (done, watched) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if watched.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            println!("check {what} ... FAILED: still waiting after {limit:?}");
-            std::process::exit(1);
-        }
-    });
-    check();
-    let _ = done.send(());
-    watchdog.join().unwrap();
 }
 
 fn a_worker_that_stops_reading_does_not_block_the_spawner() {

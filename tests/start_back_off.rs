@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::with_watchdog;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -114,20 +116,6 @@ fn a_worker_that_always_fails_is_not_restarted_in_a_busy_loop() {
     assert_eq!(vm.free_slots(), 0, "the slot is down");
     vm.finalize();
     let _ = std::fs::remove_file(&log);
-}
-
-/// Fails the test (instead of letting it hang) when `check` has not returned within `limit`.
-fn with_watchdog(limit: Duration, what: &'static str, check: impl FnOnce()) {
-    let (done, watched) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if watched.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            println!("check {what} ... FAILED: still waiting after {limit:?}");
-            std::process::exit(1);
-        }
-    });
-    check();
-    let _ = done.send(());
-    watchdog.join().unwrap();
 }
 
 /// Three failed starts in a row (1 ms, then 2 ms, 4 ms at most between them) take the only

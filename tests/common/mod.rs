@@ -222,3 +222,18 @@ pub fn run_checks(checks: &[(&str, fn())]) {
         std::process::exit(1);
     }
 }
+
+/// Runs `check`, and fails the program (a `check what ... FAILED` line, exit 1) when it has not
+/// returned within `limit`: a check of something that used to hang fails instead of hanging.
+pub fn with_watchdog(limit: std::time::Duration, what: &'static str, check: impl FnOnce()) {
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if watched.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            println!("check {what} ... FAILED: still waiting after {limit:?}");
+            std::process::exit(1);
+        }
+    });
+    check();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+}
