@@ -6,6 +6,7 @@
 
 mod cancel;
 mod deadlock;
+mod finished;
 mod graveyard;
 pub(crate) mod groups;
 mod join;

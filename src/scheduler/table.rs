@@ -1,11 +1,12 @@
 //! The task table: every task that has not finished, by tid, and the invariants that tie the
 //! entries together (child counts, the count of remote tasks).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use crate::coroutine::LocalTask;
+pub(crate) use crate::scheduler::finished::Finished;
 use crate::syscall::{SysReturn, Tids};
 use crate::task::{Outcome, Tid};
 use crate::vm::{HostId, TaskId};
@@ -109,83 +110,6 @@ impl Entry {
         match &self.body {
             Body::Remote(r) => Some(r),
             _ => None,
-        }
-    }
-}
-
-/// A task's finished, unjoined children by tid. Most tasks hold none or one at a time (spawn,
-/// then join), which needs no allocation; many go to an ordered map.
-pub(crate) enum Finished {
-    Empty,
-    One(Tid, Outcome),
-    Many(BTreeMap<Tid, Outcome>),
-}
-
-impl Finished {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Finished::Empty => 0,
-            Finished::One(..) => 1,
-            Finished::Many(m) => m.len(),
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub(crate) fn contains_key(&self, tid: &Tid) -> bool {
-        match self {
-            Finished::Empty => false,
-            Finished::One(t, _) => t == tid,
-            Finished::Many(m) => m.contains_key(tid),
-        }
-    }
-
-    pub(crate) fn insert(&mut self, tid: Tid, outcome: Outcome) {
-        *self = match std::mem::replace(self, Finished::Empty) {
-            Finished::Empty => Finished::One(tid, outcome),
-            Finished::One(t, o) => Finished::Many(BTreeMap::from([(t, o), (tid, outcome)])),
-            Finished::Many(mut m) => {
-                m.insert(tid, outcome);
-                Finished::Many(m)
-            }
-        };
-    }
-
-    pub(crate) fn remove(&mut self, tid: &Tid) -> Option<Outcome> {
-        match std::mem::replace(self, Finished::Empty) {
-            Finished::One(t, o) if t == *tid => Some(o),
-            Finished::Many(mut m) => {
-                let o = m.remove(tid);
-                *self = Finished::Many(m);
-                o
-            }
-            other => {
-                *self = other;
-                None
-            }
-        }
-    }
-
-    /// The finished child with the lowest tid.
-    pub(crate) fn pop_first(&mut self) -> Option<(Tid, Outcome)> {
-        match std::mem::replace(self, Finished::Empty) {
-            Finished::Empty => None,
-            Finished::One(t, o) => Some((t, o)),
-            Finished::Many(mut m) => {
-                let first = m.pop_first();
-                *self = Finished::Many(m);
-                first
-            }
-        }
-    }
-
-    pub(crate) fn into_values(self) -> Vec<Outcome> {
-        match self {
-            Finished::Empty => Vec::new(),
-            Finished::One(_, o) => vec![o],
-            Finished::Many(m) => m.into_values().collect(),
         }
     }
 }
