@@ -2,8 +2,11 @@
 //! simulated machines (and for the spawner's runner of [`crate::spawner_call`]s,
 //! [`crate::machines::spawner_calls`]).
 //!
-//! Jobs and reports cross as postcard bytes, exactly as they would between processes. The
-//! message kinds of this transport ([`Up`]) are private to it.
+//! A job's arguments and its value cross as postcard bytes, exactly as they would between
+//! processes. The envelopes around them (the [`Job`] and the [`Up`] reports) cross as values
+//! where the machine reads them as such ([`UpFrame`]): within one process, encoding them would
+//! only copy the bytes inside twice and allocate per job. The message kinds of this transport
+//! ([`Up`]) are private to it.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use crate::machines::setup::WorkerSetup;
 use crate::machines::wait::recv_spinning;
 use crate::machines::worker::{serve, End, Report, WorkerLink};
 use crate::spawner_call::{self, SpawnerLink};
-use crate::vm::message::{decode, encode, Job};
+use crate::vm::message::{encode, Job};
 use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
 /// A spawner call's answer.
@@ -55,19 +58,40 @@ pub(crate) struct Down {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// A worker thread's job channel and report channel.
-struct ChannelLink {
-    jobs: Receiver<Vec<u8>>,
-    up: Sender<Vec<u8>>,
+/// What a worker thread's reports cross its report channel as: postcard bytes (`Vec<u8>`, for
+/// a machine that decodes them as it would a process's frames) or the [`Up`] values themselves.
+pub(crate) trait UpFrame: Send + 'static {
+    /// The frame of one report.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when it cannot be encoded.
+    fn frame(up: Up) -> Result<Self, Error>
+    where
+        Self: Sized;
 }
 
-impl WorkerLink for ChannelLink {
+impl UpFrame for Vec<u8> {
+    fn frame(up: Up) -> Result<Self, Error> {
+        encode(&up)
+    }
+}
+
+impl UpFrame for Up {
+    fn frame(up: Up) -> Result<Self, Error> {
+        Ok(up)
+    }
+}
+
+/// A worker thread's job channel and report channel.
+struct ChannelLink<F> {
+    jobs: Receiver<Job>,
+    up: Sender<F>,
+}
+
+impl<F: UpFrame> WorkerLink for ChannelLink<F> {
     fn next_job(&mut self) -> Result<Option<Job>, Error> {
         // The next job of a stream of short ones comes within microseconds of the last report.
-        match recv_spinning(&self.jobs) {
-            Ok(frame) => decode(&frame).map(Some),
-            Err(_) => Ok(None),
-        }
+        Ok(recv_spinning(&self.jobs).ok())
     }
 
     fn report(&mut self, report: Report) -> Result<(), Error> {
@@ -76,23 +100,23 @@ impl WorkerLink for ChannelLink {
             Report::Lost { task, why } => Up::Lost { task, why },
         };
         let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
-        self.up.send(encode(&up)?).map_err(|_| gone())
+        self.up.send(F::frame(up)?).map_err(|_| gone())
     }
 }
 
 /// A worker thread's link to the spawner for its spawner calls: calls go with its reports,
 /// replies come on their own channel.
-struct ChannelSpawnerLink {
-    up: Sender<Vec<u8>>,
+struct ChannelSpawnerLink<F> {
+    up: Sender<F>,
     replies: Receiver<Reply>,
     /// User messages from the spawner; `None` where the machine sends none (SimVm).
     messages: Option<Receiver<Down>>,
 }
 
-impl SpawnerLink for ChannelSpawnerLink {
+impl<F: UpFrame> SpawnerLink for ChannelSpawnerLink<F> {
     fn call(&mut self, task: TaskId, call: RemoteCall, wait: bool) -> Result<Option<Reply>, Error> {
         let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
-        self.up.send(encode(&Up::SpawnerCall { task, call, reply: wait })?).map_err(|_| gone())?;
+        self.up.send(F::frame(Up::SpawnerCall { task, call, reply: wait })?).map_err(|_| gone())?;
         if wait {
             self.replies.recv().map(Some).map_err(|_| gone())
         } else {
@@ -102,7 +126,7 @@ impl SpawnerLink for ChannelSpawnerLink {
 
     fn send_message(&mut self, task: TaskId, bytes: Vec<u8>) -> Result<(), Error> {
         let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
-        self.up.send(encode(&Up::Message { task, bytes })?).map_err(|_| gone())
+        self.up.send(F::frame(Up::Message { task, bytes })?).map_err(|_| gone())
     }
 
     fn receive_message(
@@ -131,7 +155,7 @@ impl SpawnerLink for ChannelSpawnerLink {
 
 /// One worker thread: it serves the jobs sent to it with [`serve`] and reports on `up`.
 pub(crate) struct ThreadWorker {
-    jobs: Option<Sender<Vec<u8>>>,
+    jobs: Option<Sender<Job>>,
     /// Answers to its spawner calls.
     replies: Option<Sender<Reply>>,
     /// User messages to its tasks.
@@ -149,15 +173,15 @@ impl ThreadWorker {
     ///
     /// # Errors
     /// [`Error::Vm`] when the thread cannot be started.
-    pub(crate) fn start(
+    pub(crate) fn start<F: UpFrame>(
         name: String,
         registry: &Registry,
         setup: &WorkerSetup,
-        up: &Sender<Vec<u8>>,
+        up: &Sender<F>,
         spawner_calls: bool,
         messages: bool,
     ) -> Result<Self, Error> {
-        let (jobs_tx, jobs) = unbounded::<Vec<u8>>();
+        let (jobs_tx, jobs) = unbounded::<Job>();
         let (replies_tx, replies) = unbounded::<Reply>();
         let (messages_tx, messages_rx) = unbounded::<Down>();
         let messages_rx = messages.then_some(messages_rx);
@@ -193,9 +217,19 @@ impl ThreadWorker {
     /// # Errors
     /// [`Error::Vm`] when the thread is gone.
     pub(crate) fn send(&self, job: &Job) -> Result<(), Error> {
-        let frame = encode(job)?;
-        let gone = || machine(MachineErrorKind::Protocol, "the worker thread is gone");
-        self.jobs.as_ref().ok_or_else(gone)?.send(frame).map_err(|_| gone())
+        match self.give(job.clone()) {
+            None => Ok(()),
+            Some(_) => Err(machine(MachineErrorKind::Protocol, "the worker thread is gone")),
+        }
+    }
+
+    /// Sends a job, moved; `Some`: the job back, the thread is gone.
+    #[must_use]
+    pub(crate) fn give(&self, job: Job) -> Option<Job> {
+        match &self.jobs {
+            Some(tx) => tx.send(job).err().map(|e| e.into_inner()),
+            None => Some(job),
+        }
     }
 
     /// Answers a spawner call; `false` when the thread is gone.

@@ -14,14 +14,14 @@ use crate::machines::setup::{validated, WorkerSetup};
 use crate::machines::slots::Slots;
 use crate::machines::spawner_calls::{Answer, Caller, SpawnerCalls};
 use crate::machines::wait::{recv_either, Got};
-use crate::vm::message::{decode, Job};
+use crate::vm::message::Job;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
 
 /// Worker threads in this process, each with its own cooperative OS, grouped into simulated
-/// hosts so that host targeting works as on a cluster. Every job and every result crosses as
-/// postcard bytes, exactly as it would between processes.
+/// hosts so that host targeting works as on a cluster. Every job's arguments and every result
+/// cross as postcard bytes, exactly as they would between processes.
 ///
 /// ```
 /// static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
@@ -38,8 +38,8 @@ pub struct ThreadVm {
     /// One worker thread per slot (`None`: it could not be started; the next spawn there tries
     /// again).
     workers: Vec<Option<ThreadWorker>>,
-    up_tx: Sender<Vec<u8>>,
-    up_rx: Receiver<Vec<u8>>,
+    up_tx: Sender<Up>,
+    up_rx: Receiver<Up>,
     /// Runs the workers' calls of [`crate::spawner_call`], and holds what their tasks report
     /// after an asynchronous one until it is answered.
     spawner_calls: SpawnerCalls<Up>,
@@ -199,17 +199,6 @@ impl ThreadVm {
         }
     }
 
-    /// Handles one frame from a worker thread; the event for the scheduler, if it makes one.
-    fn on_frame(&mut self, frame: &[u8]) -> Option<Event> {
-        match decode::<Up>(frame) {
-            Ok(up) => self.on_up(up),
-            Err(e) => {
-                log::error!(target: "cos", "malformed frame from a worker thread: {e}");
-                None
-            }
-        }
-    }
-
     /// Handles one report of a worker thread (held while its task waits for a spawner call).
     fn on_up(&mut self, up: Up) -> Option<Event> {
         let task = up.task();
@@ -272,14 +261,19 @@ impl VirtualMachine for ThreadVm {
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
         let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
-        let sent = self.workers[slot].as_ref().map(|w| w.send(&job));
-        if !matches!(sent, Some(Ok(()))) {
+        let unsent = match self.workers[slot].as_ref() {
+            Some(w) => w.give(job),
+            None => Some(job),
+        };
+        if let Some(job) = unsent {
             // The slot's thread is gone: start a new one and send it there.
             self.replace_worker(slot, false);
             let w = self.workers[slot]
                 .as_ref()
                 .ok_or_else(|| machine(MachineErrorKind::Io, "cannot start a worker thread"))?;
-            w.send(&job)?;
+            if w.give(job).is_some() {
+                return Err(machine(MachineErrorKind::Protocol, "the worker thread is gone"));
+            }
         }
         self.slots.start(slot, task);
         Ok(task)
@@ -302,7 +296,7 @@ impl VirtualMachine for ThreadVm {
             let deadline = match wait {
                 Wait::Poll => match self.up_rx.try_recv() {
                     Ok(f) => {
-                        if let Some(event) = self.on_frame(&f) {
+                        if let Some(event) = self.on_up(f) {
                             return Ok(Some(event));
                         }
                         continue;
@@ -320,7 +314,7 @@ impl VirtualMachine for ThreadVm {
                 Got::Timeout => return Ok(None),
                 Got::Closed => return Err(closed()),
             };
-            if let Some(event) = self.on_frame(&frame) {
+            if let Some(event) = self.on_up(frame) {
                 return Ok(Some(event));
             }
         }

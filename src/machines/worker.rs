@@ -147,7 +147,7 @@ fn serve_jobs(
         current.set(Some(task));
         let running = (
             spawner_call::running(task),
-            crate::identity::running(RemoteTaskInfo { task, host: job.host.clone(), parent: job.parent }),
+            crate::identity::running(RemoteTaskInfo { task, host: job.host, parent: job.parent }),
         );
         let result = run_job(setup, task, env, registry, &job.call)
             .and_then(|bytes| within_limit("the function's value", bytes.len()).map(|()| bytes));
