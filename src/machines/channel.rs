@@ -8,6 +8,7 @@
 //! only copy the bytes inside twice and allocate per job. The message kinds of this transport
 //! ([`Up`]) are private to it.
 
+use std::cell::RefCell;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use crate::machines::wait::recv_spinning;
 use crate::machines::worker::{serve, End, Report, WorkerLink};
 use crate::spawner_call::{self, SpawnerLink};
 use crate::vm::message::{encode, Job};
-use crate::vm::{io_error, machine, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
+use crate::vm::{io_error, machine, HostId, MachineErrorKind, Registry, RemoteCall, RemoteFailure, TaskId};
 
 /// A spawner call's answer.
 pub(crate) type Reply = Result<Vec<u8>, RemoteFailure>;
@@ -82,16 +83,32 @@ impl UpFrame for Up {
     }
 }
 
+/// A job as it crosses a worker thread's job channel. Its host comes only when it is not the
+/// last job's: a thread serves one slot, whose host does not change, so a stream of jobs
+/// carries no string to allocate on one side and free on the other.
+struct JobFrame {
+    task: TaskId,
+    host: Option<HostId>,
+    parent: TaskId,
+    call: RemoteCall,
+}
+
 /// A worker thread's job channel and report channel.
 struct ChannelLink<F> {
-    jobs: Receiver<Job>,
+    jobs: Receiver<JobFrame>,
+    /// The host of the last job.
+    host: HostId,
     up: Sender<F>,
 }
 
 impl<F: UpFrame> WorkerLink for ChannelLink<F> {
     fn next_job(&mut self) -> Result<Option<Job>, Error> {
         // The next job of a stream of short ones comes within microseconds of the last report.
-        Ok(recv_spinning(&self.jobs).ok())
+        let Ok(JobFrame { task, host, parent, call }) = recv_spinning(&self.jobs) else { return Ok(None) };
+        if let Some(host) = host {
+            self.host = host;
+        }
+        Ok(Some(Job { task, host: self.host.clone(), parent, call }))
     }
 
     fn report(&mut self, report: Report) -> Result<(), Error> {
@@ -155,7 +172,9 @@ impl<F: UpFrame> SpawnerLink for ChannelSpawnerLink<F> {
 
 /// One worker thread: it serves the jobs sent to it with [`serve`] and reports on `up`.
 pub(crate) struct ThreadWorker {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<JobFrame>>,
+    /// The host of the last job sent (the thread knows it).
+    host: RefCell<Option<HostId>>,
     /// Answers to its spawner calls.
     replies: Option<Sender<Reply>>,
     /// User messages to its tasks.
@@ -181,7 +200,7 @@ impl ThreadWorker {
         spawner_calls: bool,
         messages: bool,
     ) -> Result<Self, Error> {
-        let (jobs_tx, jobs) = unbounded::<Job>();
+        let (jobs_tx, jobs) = unbounded::<JobFrame>();
         let (replies_tx, replies) = unbounded::<Reply>();
         let (messages_tx, messages_rx) = unbounded::<Down>();
         let messages_rx = messages.then_some(messages_rx);
@@ -195,7 +214,7 @@ impl ThreadWorker {
                     let link = ChannelSpawnerLink { up: up.clone(), replies, messages: messages_rx };
                     spawner_call::install(Box::new(link))
                 });
-                match serve(&registry, setup, ChannelLink { jobs, up }) {
+                match serve(&registry, setup, ChannelLink { jobs, host: HostId::new(""), up }) {
                     End::HungUp | End::Retired => {}
                     End::Broken(why) => log::error!(target: "cos", "worker thread ends: {why}"),
                 }
@@ -205,6 +224,7 @@ impl ThreadWorker {
             groups_rx.recv().map_err(|_| machine(MachineErrorKind::Io, "the worker thread ended at once"))?;
         Ok(ThreadWorker {
             jobs: Some(jobs_tx),
+            host: RefCell::new(None),
             replies: Some(replies_tx),
             messages: Some(messages_tx),
             handle: Some(handle),
@@ -217,18 +237,33 @@ impl ThreadWorker {
     /// # Errors
     /// [`Error::Vm`] when the thread is gone.
     pub(crate) fn send(&self, job: &Job) -> Result<(), Error> {
-        match self.give(job.clone()) {
+        match self.give(job.task, &job.host, job.parent, job.call.clone()) {
             None => Ok(()),
             Some(_) => Err(machine(MachineErrorKind::Protocol, "the worker thread is gone")),
         }
     }
 
-    /// Sends a job, moved; `Some`: the job back, the thread is gone.
+    /// Sends the job of `call` as `task` on `host`, spawned by `parent`, with `call` moved;
+    /// `Some`: the call back, the thread is gone.
     #[must_use]
-    pub(crate) fn give(&self, job: Job) -> Option<Job> {
-        match &self.jobs {
-            Some(tx) => tx.send(job).err().map(|e| e.into_inner()),
-            None => Some(job),
+    pub(crate) fn give(
+        &self,
+        task: TaskId,
+        host: &HostId,
+        parent: TaskId,
+        call: RemoteCall,
+    ) -> Option<RemoteCall> {
+        let Some(tx) = &self.jobs else { return Some(call) };
+        let mut last = self.host.borrow_mut();
+        let host = (last.as_ref() != Some(host)).then(|| host.clone());
+        match tx.send(JobFrame { task, host: host.clone(), parent, call }) {
+            Ok(()) => {
+                if host.is_some() {
+                    *last = host;
+                }
+                None
+            }
+            Err(e) => Some(e.into_inner().call),
         }
     }
 

@@ -14,7 +14,6 @@ use crate::machines::setup::{validated, WorkerSetup};
 use crate::machines::slots::Slots;
 use crate::machines::spawner_calls::{Answer, Caller, SpawnerCalls};
 use crate::machines::wait::{recv_either, Got};
-use crate::vm::message::Job;
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId, VirtualMachine, Wait,
 };
@@ -260,18 +259,18 @@ impl VirtualMachine for ThreadVm {
 
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let (slot, task) = self.slots.pick(targets)?;
-        let job = Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone());
+        let host = self.slots.host_of_slot(slot);
         let unsent = match self.workers[slot].as_ref() {
-            Some(w) => w.give(job),
-            None => Some(job),
+            Some(w) => w.give(task, host, TaskId::SPAWNER, call.clone()),
+            None => Some(call.clone()),
         };
-        if let Some(job) = unsent {
+        if let Some(call) = unsent {
             // The slot's thread is gone: start a new one and send it there.
             self.replace_worker(slot, false);
             let w = self.workers[slot]
                 .as_ref()
                 .ok_or_else(|| machine(MachineErrorKind::Io, "cannot start a worker thread"))?;
-            if w.give(job).is_some() {
+            if w.give(task, self.slots.host_of_slot(slot), TaskId::SPAWNER, call).is_some() {
                 return Err(machine(MachineErrorKind::Protocol, "the worker thread is gone"));
             }
         }
