@@ -171,6 +171,11 @@ pub fn task_working_dir() -> Option<PathBuf> {
 /// assert!(env.storage().is_none());
 /// ```
 pub fn prepare(spec: &EnvironmentSpec, worker: WorkerIdentity) -> Result<TaskEnvironment, StorageError> {
+    if !spec.needs_storage() && spec.startup_dir.is_none() {
+        // Neither the storage nor the shares are used: a job without an environment (most
+        // jobs) reads no environment variable.
+        return prepare_in(spec, worker, Path::new(""), &[] as &[PathBuf]);
+    }
     prepare_in(spec, worker, &local_storage(), &mirrored_storage())
 }
 
