@@ -11,7 +11,13 @@
 //! - a finalize ends the job's groups and gives the job the spawner's grace; a job still
 //!   running after it (a Rust loop that never returns) does not keep the MPI job alive: the
 //!   control thread finalizes MPI and exits the process with status 0;
-//! - between jobs the control thread sleeps on a condition variable and makes no MPI call.
+//! - between jobs the control thread makes no MPI call: it looks at the running job every
+//!   [`CONTROL_IDLE_POLL`] and sleeps on a condition variable.
+//!
+//! A job's start and end do not wake the control thread (a wake costs both sides a context
+//! switch, which was most of a short job's round trip): it finds a new job at its next look,
+//! within [`CONTROL_IDLE_POLL`], so a cancel or a heartbeat is at most that much late. Only
+//! the machine's end and a job's end after a finalize wake it.
 //!
 //! Without `MPI_THREAD_MULTIPLE` there is no control thread: a cancelled job runs until it
 //! returns, a hung one keeps `mpirun` waiting, and no heartbeat is sent.
@@ -63,6 +69,17 @@ impl Shared {
         f(&mut self.lock());
         self.changed.notify_all();
     }
+
+    /// Notes the job the main thread runs (or `None`) without waking the control thread,
+    /// unless a finalize waits for the job's end.
+    fn set_running(&self, running: Option<TaskId>) {
+        let mut s = self.lock();
+        s.running = running;
+        if s.quit {
+            drop(s);
+            self.changed.notify_all();
+        }
+    }
 }
 
 /// A worker rank's side: jobs from rank 0, answers to it.
@@ -92,7 +109,7 @@ impl WorkerLink for MpiLink {
                 TAG_JOB => match decode::<Job>(&bytes) {
                     Ok(job) => {
                         log::debug!(target: "cos", "rank {}: task {} runs {}", self.rank, job.task, job.call.function);
-                        self.shared.update(|s| s.running = Some(job.task));
+                        self.shared.set_running(Some(job.task));
                         return Ok(Some(job));
                     }
                     Err(e) => {
@@ -115,7 +132,7 @@ impl WorkerLink for MpiLink {
     }
 
     fn report(&mut self, report: Report) -> Result<(), Error> {
-        self.shared.update(|s| s.running = None);
+        self.shared.set_running(None);
         let up = match report {
             Report::Finished { task, result, retire } => Up::Finished { task, result, retire },
             Report::Lost { task, why } => Up::Lost { task, why },
@@ -176,58 +193,61 @@ impl SpawnerLink for MpiSpawnerLink {
 
 /// How often the control thread looks at the spawner's messages while a job runs.
 const CONTROL_POLL: Duration = Duration::from_millis(5);
+/// How often the control thread looks for a new job between jobs (no MPI call then).
+const CONTROL_IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// The job the control thread watches.
+struct Watched {
+    task: TaskId,
+    cancelled: bool,
+    /// The last heartbeat (or the job's discovery).
+    beat: Instant,
+}
 
 /// The control thread: while a job runs, takes its cancel and the machine's finalize, and
 /// sends heartbeats (see the module's documentation).
 fn control(shared: &Shared, groups: &ThreadGroups, tuning: Tuning) {
     let world = SimpleCommunicator::world();
     let spawner = world.process_at_rank(0);
+    let mut watched: Option<Watched> = None;
     loop {
-        let task = {
-            let mut s = shared.lock();
-            loop {
-                if s.ended {
-                    return;
-                }
-                if let Some(task) = s.running {
-                    break task;
-                }
-                s = shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        let running = {
+            let s = shared.lock();
+            if s.ended {
+                return;
             }
+            s.running
         };
-        let mut cancelled = false;
-        let mut beat = Instant::now();
-        loop {
+        watched = running.map(|task| match watched.take() {
+            Some(w) if w.task == task => w,
+            _ => Watched { task, cancelled: false, beat: Instant::now() },
+        });
+        if let Some(w) = watched.as_mut() {
             if let Some(bytes) = try_receive_tag(&spawner, TAG_CANCEL) {
-                if decode::<TaskId>(&bytes).ok() == Some(task) {
-                    log::debug!(target: "cos", "rank {}: task {task} cancelled", world.rank());
-                    cancelled = true;
+                if decode::<TaskId>(&bytes).ok() == Some(w.task) {
+                    log::debug!(target: "cos", "rank {}: task {} cancelled", world.rank(), w.task);
+                    w.cancelled = true;
                 }
             }
             if let Some(bytes) = try_receive_tag(&spawner, TAG_QUIT) {
                 let grace = decode::<u64>(&bytes).map_or(Duration::ZERO, Duration::from_millis);
-                quit_while_busy(shared, groups, task, grace);
+                quit_while_busy(shared, groups, w.task, grace);
                 return;
             }
-            if cancelled {
+            if w.cancelled {
                 // Also the groups the job started since the cancel.
                 groups.kill_all();
             }
-            if beat.elapsed() >= tuning.heartbeat {
-                if let Ok(frame) = encode(&task) {
+            if w.beat.elapsed() >= tuning.heartbeat {
+                if let Ok(frame) = encode(&w.task) {
                     send(&world, 0, &frame, TAG_HEARTBEAT, tuning.spin);
                 }
-                beat = Instant::now();
-            }
-            let s = shared.lock();
-            let (s, _) = shared
-                .changed
-                .wait_timeout_while(s, CONTROL_POLL, |s| s.running == Some(task) && !s.ended)
-                .unwrap_or_else(|p| p.into_inner());
-            if s.running != Some(task) || s.ended {
-                break;
+                w.beat = Instant::now();
             }
         }
+        let period = if watched.is_some() { CONTROL_POLL } else { CONTROL_IDLE_POLL };
+        let s = shared.lock();
+        let _ = shared.changed.wait_timeout_while(s, period, |s| !s.ended).unwrap_or_else(|p| p.into_inner());
     }
 }
 
