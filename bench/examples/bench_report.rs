@@ -933,6 +933,21 @@ fn with_thread_vm<R>(workers: usize, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// The spawner's time per trivial job with `slots` slots on one simulated host, every slot kept
+/// busy: what the machine's slot bookkeeping costs as the machine grows (the simulated machine
+/// answers at once, so only the spawner's side is measured).
+fn sim_per_job(cfg: Cfg, slots: usize) -> Sample {
+    let vm = cos::SimVm::new(registry(), 1, slots);
+    assert_eq!(cos::set_vm(vm), Ok(true));
+    let n = cfg.n(40_000).max(slots as u64 * 4);
+    let s = measure(cfg.reps(5), n, |n| {
+        let r = cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch");
+        black_box(r);
+    });
+    cos::finalize();
+    s
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peers measured in this run (the Python ones: bench/peers/)
 
@@ -1062,7 +1077,15 @@ fn profile(what: &str, n: u64) {
         "dispatch" => with_thread_vm(1, || {
             black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
         }),
-        other => eprintln!("unknown profile {other:?}: floor, yield, vm-yield, spawn, spawn-all or dispatch"),
+        "sim-dispatch" => {
+            let slots = std::env::var("COS_PROFILE_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+            assert_eq!(cos::set_vm(cos::SimVm::new(registry(), 1, slots)), Ok(true));
+            black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
+            cos::finalize();
+        }
+        other => eprintln!(
+            "unknown profile {other:?}: floor, yield, vm-yield, spawn, spawn-all, dispatch or sim-dispatch"
+        ),
     }
 }
 
@@ -1284,6 +1307,20 @@ fn main() -> Result<(), cos::Error> {
             }
             (Err(e), _) | (_, Err(e)) => rep.note(format!("large N: SKIPPED: a child run failed ({e})")),
         }
+        eprintln!("measuring: scaling with the slots (SimVm)");
+        let few = sim_per_job(cfg, 16);
+        let many = sim_per_job(cfg, 4096);
+        rep.row("scaling", "SimVm: per trivial job, every slot kept busy, 16 slots", Unit::Time, few.median)
+            .sample(few);
+        let ratio = many.median / few.median;
+        rep.row(
+            "scaling",
+            "SimVm: per trivial job, every slot kept busy, 4,096 slots",
+            Unit::Time,
+            many.median,
+        )
+        .sample(many)
+        .reference(format!("16 slots {}", fmt_time(few.median)), ratio);
     }
 
     println!("{}", header(&load_start, run_start.elapsed(), "thread and process machines"));

@@ -1,5 +1,7 @@
 //! The slot core shared by the machines: hosts, their worker slots, which slot runs which
-//! task, and free counts kept as they change (O(1) to read).
+//! task, and free counts kept as they change (O(1) to read). The free slots are also kept as
+//! a bit set, so that picking the lowest free slot of a machine of thousands of slots reads a
+//! few words, not every slot.
 //!
 //! Slot `s` (0-based) is worker `s + 1` in a [`TaskId`] (0 is the spawner): a worker thread,
 //! a worker process or the MPI rank `s + 1`.
@@ -30,6 +32,8 @@ pub(crate) struct Slots {
     /// Free slots per host index.
     free_on: Vec<usize>,
     free: usize,
+    /// Bit `s % 64` of word `s / 64` is set while slot `s` is free (in service, no task).
+    free_bits: Vec<u64>,
     next_number: u64,
 }
 
@@ -60,7 +64,11 @@ impl Slots {
         }
         let slots: Vec<Slot> =
             of_slot.into_iter().map(|host| Slot { host, task: None, in_service: true }).collect();
-        Slots { free: slots.len(), hosts, spawner_host, slots, free_on, next_number: 0 }
+        let mut free_bits = vec![0u64; slots.len().div_ceil(64)];
+        for s in 0..slots.len() {
+            free_bits[s / 64] |= 1 << (s % 64);
+        }
+        Slots { free: slots.len(), hosts, spawner_host, slots, free_on, free_bits, next_number: 0 }
     }
 
     /// The number of worker slots (in service or not).
@@ -136,11 +144,38 @@ impl Slots {
         if self.free == 0 {
             return Err(Error::NoFreeSlot);
         }
-        let slot = (0..self.slots.len())
-            .find(|&s| self.is_free(s) && targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
+        let slot = self
+            .free_slots()
+            .find(|&s| targets.is_none_or(|t| t.contains(self.host_of_slot(s))))
             .ok_or(Error::NoFreeSlot)?;
+        debug_assert!(self.is_free(slot));
         self.next_number += 1;
         Ok((slot, TaskId { worker: slot as u32 + 1, number: self.next_number }))
+    }
+
+    /// The free slots, lowest first, from the bit set.
+    fn free_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.free_bits.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + b)
+            })
+        })
+    }
+
+    /// Notes in the bit set whether `slot` is free.
+    fn mark(&mut self, slot: usize, free: bool) {
+        let (w, bit) = (slot / 64, 1u64 << (slot % 64));
+        if free {
+            self.free_bits[w] |= bit;
+        } else {
+            self.free_bits[w] &= !bit;
+        }
     }
 
     /// `slot` runs `task` from now on.
@@ -150,6 +185,7 @@ impl Slots {
         s.task = Some(task);
         self.free -= 1;
         self.free_on[s.host] -= 1;
+        self.mark(slot, false);
     }
 
     /// `task` ended: its slot is free again. The slot, or `None` when the task did not run.
@@ -160,6 +196,7 @@ impl Slots {
         if s.in_service {
             self.free += 1;
             self.free_on[s.host] += 1;
+            self.mark(slot, true);
         }
         Some(slot)
     }
@@ -201,6 +238,7 @@ impl Slots {
                 self.free -= 1;
                 self.free_on[s.host] -= 1;
             }
+            self.mark(slot, in_service);
         }
     }
 
@@ -328,5 +366,32 @@ mod tests {
         assert_eq!(l.host_id(Some(TaskId { worker: 3, number: 1 })), Some(h("b")));
         assert_eq!(l.host_id(None), Some(h("a")));
         assert_eq!(l.hosts_with_free_slots(), vec![h("a"), h("b")]);
+    }
+
+    #[test]
+    fn the_lowest_free_slot_is_picked_across_many_words_of_slots() {
+        let mut l = Slots::grid(3, 100);
+        let mut tasks = Vec::new();
+        for want in 0..300 {
+            let (s, t) = l.pick(None).unwrap();
+            assert_eq!(s, want);
+            l.start(s, t);
+            tasks.push(t);
+        }
+        assert_eq!(l.pick(None).unwrap_err(), Error::NoFreeSlot);
+        // Free slots 250, 130 and 70: the lowest is picked first, and a host filter skips the
+        // lower slots of other hosts (slots 200-299 are host2's).
+        for s in [250, 130, 70] {
+            l.end(tasks[s]);
+        }
+        assert_eq!(l.pick(Some(&[h("host2")])).unwrap().0, 250);
+        assert_eq!(l.pick(Some(&[h("host1"), h("host2")])).unwrap().0, 130);
+        assert_eq!(l.pick(None).unwrap().0, 70);
+        // A slot out of service is skipped; back in service it is the lowest again.
+        l.set_in_service(70, false);
+        assert_eq!(l.pick(None).unwrap().0, 130);
+        l.set_in_service(70, true);
+        assert_eq!(l.pick(None).unwrap().0, 70);
+        assert_eq!(l.pick(Some(&[h("host9")])).unwrap_err(), Error::NoFreeSlot);
     }
 }
