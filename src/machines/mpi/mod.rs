@@ -186,6 +186,10 @@ pub struct MpiVm {
     /// Whether the workers have a control thread (cancel, finalize, heartbeats).
     controlled: bool,
     finalize_grace: Duration,
+    /// No busy rank can be silent past the limit before this moment (`None`: none is busy): a
+    /// lower bound of every busy rank's `heard + silence_limit`, kept as ranks are heard (which
+    /// only moves their moments later) and given jobs.
+    silence_check: Option<Instant>,
     tuning: Tuning,
     silence_limit: Duration,
 }
@@ -297,6 +301,7 @@ impl MpiVm {
             controlled,
             finalize_grace: b.finalize_grace,
             tuning,
+            silence_check: None,
             silence_limit: b.silence_limit,
         })
     }
@@ -404,6 +409,22 @@ impl MpiVm {
             .find(|&s| self.busy(s) && now.saturating_duration_since(self.heard[s]) > self.silence_limit)
     }
 
+    /// Whether a busy rank has been silent past the limit. The ranks are looked at only once
+    /// the earliest moment one can be ([`MpiVm::silence_check`]) has come, and that moment is
+    /// then found again: with a thousand ranks, a job does not read every rank's clock.
+    fn silence_due(&mut self, now: Instant) -> bool {
+        match self.silence_check {
+            Some(at) if now >= at => {
+                if self.silent_slot(now).is_some() {
+                    return true;
+                }
+                self.silence_check = self.next_silence_deadline();
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// When the next busy rank's silence passes the limit.
     fn next_silence_deadline(&self) -> Option<Instant> {
         if !self.controlled {
@@ -460,7 +481,12 @@ impl VirtualMachine for MpiVm {
         let frame = encode(&Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone()))?;
         send(&world, task.worker as Rank, &frame, TAG_JOB, self.tuning.spin);
         self.slots.start(slot, task);
-        self.heard[slot] = Instant::now();
+        let now = Instant::now();
+        self.heard[slot] = now;
+        if self.controlled {
+            let due = now + self.silence_limit;
+            self.silence_check = Some(self.silence_check.map_or(due, |t| t.min(due)));
+        }
         log::debug!(target: "cos", "task {task} sent to rank {} on {}", task.worker, self.slots.host_of_slot(slot));
         Ok(task)
     }
@@ -488,7 +514,7 @@ impl VirtualMachine for MpiVm {
             // that was busy elsewhere for longer than the limit finds the heartbeats waiting.
             let got = match try_receive(&world.any_process()) {
                 Some(m) => Some(m),
-                None if self.silent_slot(Instant::now()).is_some() => {
+                None if self.silence_due(Instant::now()) => {
                     // A probe may miss frames that have come but that MPI has not progressed
                     // yet: look again for a moment before calling the rank silent.
                     let got = receive(
@@ -504,7 +530,7 @@ impl VirtualMachine for MpiVm {
                     got
                 }
                 None => {
-                    let until = match (deadline, self.next_silence_deadline()) {
+                    let until = match (deadline, self.silence_check) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
