@@ -37,7 +37,7 @@ use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::machines::setup::{validated, WorkerSetup};
 use crate::machines::slots::Slots;
-use crate::vm::message::{decode, encode, Job};
+use crate::vm::message::{decode, encode, JobRef};
 use crate::vm::{
     machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, RemoteErrorKind,
     RemoteFailure, TaskId, VirtualMachine, Wait,
@@ -478,7 +478,7 @@ impl VirtualMachine for MpiVm {
     fn spawn_function(&mut self, call: &RemoteCall, targets: Option<&[HostId]>) -> Result<TaskId, Error> {
         let world = self.world()?;
         let (slot, task) = self.slots.pick(targets)?;
-        let frame = encode(&Job::new(task, self.slots.host_of_slot(slot).clone(), call.clone()))?;
+        let frame = encode(&JobRef::new(task, self.slots.host_of_slot(slot), call))?;
         send(&world, task.worker as Rank, &frame, TAG_JOB, self.tuning.spin);
         self.slots.start(slot, task);
         let now = Instant::now();
