@@ -10,7 +10,8 @@
 //! when `PARALLEL_MIRRORED_STORAGE` is set, it writes a file under its first entry and has a task
 //! on every host read it through the file's `cos::AbstractPath`. A job past its time limit and a
 //! cancelled job, each waiting on a 30 s simulator, end at once and their rank serves again soon.
-//! Then it finalizes the machine while a task still runs and another never returns, which ends
+//! A job sends a message of its own to rank 0 on `MPI_COMM_WORLD` with a tag the machine does
+//! not use, and the spawner receives it after the join. Then it finalizes the machine while a task still runs and another never returns, which ends
 //! the workers within the finalize grace. It prints `mpi: N passed, M failed` and exits non-zero
 //! when a check failed.
 //!
@@ -29,6 +30,47 @@ use cos::VirtualMachine;
 static DOUBLE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("double", |x| 2 * x);
 static WHERE: cos::RemoteFn<(), String> =
     cos::RemoteFn::new("where", |()| mpi::environment::processor_name().unwrap_or_default());
+/// A tag of the program's own (the machine's are 11 to 19).
+const OWN_TAG: mpi::Tag = 4242;
+
+/// On the worker: sends `x` to rank 0 with the program's own tag on `MPI_COMM_WORLD` before
+/// the job's result goes.
+static OWN_MESSAGE: cos::RemoteFn<u64, u64> = cos::RemoteFn::new("own_message", |x| {
+    use mpi::point_to_point::Destination;
+    use mpi::topology::Communicator;
+    mpi::topology::SimpleCommunicator::world().process_at_rank(0).send_with_tag(&x, OWN_TAG);
+    x
+});
+
+/// A job's own MPI traffic on `MPI_COMM_WORLD` with a tag of its own is not taken by the
+/// machine: the message, sent before the job's result (MPI keeps the order between two
+/// ranks), is still there for the spawner's own receive after the join.
+fn check_own_messages() -> Result<(), String> {
+    use mpi::point_to_point::Source;
+    use mpi::topology::Communicator;
+    let world = mpi::topology::SimpleCommunicator::world();
+    for x in [7u64, 8, 9] {
+        let task = cos::spawn_remote(&OWN_MESSAGE, x).map_err(|e| e.to_string())?;
+        if cos::join(task).map_err(|e| e.to_string())? != x {
+            return Err("wrong result".into());
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            if let Some(m) = world.any_process().immediate_matched_probe_with_tag(OWN_TAG) {
+                break m.0.matched_receive::<u64>().0;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the job's message {x} (tag {OWN_TAG}) was taken by the machine"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if got != x {
+            return Err(format!("the job's message was {got}, not {x}"));
+        }
+    }
+    Ok(())
+}
+
 /// On the worker: the host, the path on this host of `path` and the contents of that file.
 fn read_mirrored(path: cos::AbstractPath) -> Result<(String, String, String), String> {
     let host = mpi::environment::processor_name().unwrap_or_default();
@@ -437,7 +479,8 @@ fn main() -> ExitCode {
         .with(&READ_MIRRORED)
         .with(&SIMULATE)
         .with(&HANG)
-        .with(&DIE);
+        .with(&DIE)
+        .with(&OWN_MESSAGE);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let expect_hosts = match args.iter().position(|a| a == "--expect-hosts") {
         Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
@@ -497,6 +540,7 @@ fn main() -> ExitCode {
             ("idle wait", &check_idle_wait),
             ("time limit on a job", &check_time_limit),
             ("cancel of a job waiting on its simulator", &check_cancel),
+            ("a job's own MPI messages on other tags", &check_own_messages),
         ]
     };
     if !lose_rank {

@@ -141,11 +141,24 @@ pub(super) fn receive<S: Source>(
     }
 }
 
-/// The next message from `source` (any tag) if one has come.
+/// The machine's tags: every other tag on `MPI_COMM_WORLD` belongs to the program (a remote
+/// function may talk MPI with rank 0 or with other ranks), and the machine never takes a
+/// message with one.
+pub(super) const OUR_TAGS: std::ops::RangeInclusive<Tag> = TAG_HELLO..=TAG_HEARTBEAT;
+
+/// The next message of the machine's (a tag of [`OUR_TAGS`]) from `source`, if one has come.
+///
+/// The first message waiting is looked at without taking it; one of the program's is left
+/// where it is (its receive is the program's), and the machine's messages are then looked
+/// for by their tags.
 pub(super) fn try_receive<S: Source>(source: &S) -> Option<(Vec<u8>, Rank, Tag)> {
-    let probed = source.immediate_matched_probe()?;
-    let (bytes, status) = probed.matched_receive_vec::<u8>();
-    Some((bytes, status.source_rank(), status.tag()))
+    let first = source.immediate_probe()?;
+    let tags = if OUR_TAGS.contains(&first.tag()) { first.tag()..=first.tag() } else { OUR_TAGS };
+    tags.into_iter().find_map(|tag| {
+        let probed = source.immediate_matched_probe_with_tag(tag)?;
+        let (bytes, status) = probed.matched_receive_vec::<u8>();
+        Some((bytes, status.source_rank(), status.tag()))
+    })
 }
 
 /// The next message from `source` with `tag`, if one has come.
