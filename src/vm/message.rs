@@ -187,6 +187,7 @@ impl Job {
 /// A [`Job`] by reference, for the machines that encode it: the same bytes as the `Job`, with
 /// no copy of the host's name and the call's arguments.
 #[derive(Debug, Serialize)]
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(crate) struct JobRef<'a> {
     pub(crate) task: TaskId,
     pub(crate) host: &'a HostId,
@@ -194,6 +195,7 @@ pub(crate) struct JobRef<'a> {
     pub(crate) call: &'a RemoteCall,
 }
 
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 impl<'a> JobRef<'a> {
     /// A job of `call` as `task` on `host`, spawned by the spawner.
     pub(crate) fn new(task: TaskId, host: &'a HostId, call: &'a RemoteCall) -> Self {
