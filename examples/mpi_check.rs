@@ -11,9 +11,9 @@
 //! on every host read it through the file's `cos::AbstractPath`. A job past its time limit and a
 //! cancelled job, each waiting on a 30 s simulator, end at once and their rank serves again soon.
 //! A job sends a message of its own to rank 0 on `MPI_COMM_WORLD` with a tag the machine does
-//! not use, and the spawner receives it after the join. Then it finalizes the machine while a task still runs and another never returns, which ends
-//! the workers within the finalize grace. It prints `mpi: N passed, M failed` and exits non-zero
-//! when a check failed.
+//! not use, and the spawner receives it after the join. Then it finalizes the machine while a
+//! task still runs and another never returns, which ends the workers within the finalize grace.
+//! It prints `mpi: N passed, M failed` and exits non-zero when a check failed.
 //!
 //! Options: `--lose-rank` runs only the check of a rank that dies while busy (a run of its own
 //! with OpenMPI's recovery on: `mpirun --mca orte_enable_recovery 1 --mca

@@ -937,15 +937,20 @@ fn with_thread_vm<R>(workers: usize, f: impl FnOnce() -> R) -> R {
 /// busy: what the machine's slot bookkeeping costs as the machine grows (the simulated machine
 /// answers at once, so only the spawner's side is measured).
 fn sim_per_job(cfg: Cfg, slots: usize) -> Sample {
-    let vm = cos::SimVm::new(registry(), 1, slots);
-    assert_eq!(cos::set_vm(vm), Ok(true));
     let n = cfg.n(40_000).max(slots as u64 * 4);
-    let s = measure(cfg.reps(5), n, |n| {
-        let r = cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch");
-        black_box(r);
-    });
+    with_sim_vm(slots, || {
+        measure(cfg.reps(5), n, |n| {
+            black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
+        })
+    })
+}
+
+/// Runs `f` with a `SimVm` of `slots` slots on one host set, then finalizes it.
+fn with_sim_vm<R>(slots: usize, f: impl FnOnce() -> R) -> R {
+    assert_eq!(cos::set_vm(cos::SimVm::new(registry(), 1, slots)), Ok(true));
+    let r = f();
     cos::finalize();
-    s
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1079,9 +1084,9 @@ fn profile(what: &str, n: u64) {
         }),
         "sim-dispatch" => {
             let slots = std::env::var("COS_PROFILE_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
-            assert_eq!(cos::set_vm(cos::SimVm::new(registry(), 1, slots)), Ok(true));
-            black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
-            cos::finalize();
+            with_sim_vm(slots, || {
+                black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
+            });
         }
         other => eprintln!(
             "unknown profile {other:?}: floor, yield, vm-yield, spawn, spawn-all, dispatch or sim-dispatch"

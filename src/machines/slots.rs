@@ -64,11 +64,13 @@ impl Slots {
         }
         let slots: Vec<Slot> =
             of_slot.into_iter().map(|host| Slot { host, task: None, in_service: true }).collect();
-        let mut free_bits = vec![0u64; slots.len().div_ceil(64)];
-        for s in 0..slots.len() {
-            free_bits[s / 64] |= 1 << (s % 64);
+        let free_bits = vec![0u64; slots.len().div_ceil(64)];
+        let mut all =
+            Slots { free: slots.len(), hosts, spawner_host, slots, free_on, free_bits, next_number: 0 };
+        for s in 0..all.slots.len() {
+            all.mark(s, true);
         }
-        Slots { free: slots.len(), hosts, spawner_host, slots, free_on, free_bits, next_number: 0 }
+        all
     }
 
     /// The number of worker slots (in service or not).
