@@ -13,6 +13,7 @@ use crate::coroutine::suspend;
 use crate::coroutine::{LocalTask, Step};
 use crate::coroutine::{SpawnCall, SysCall};
 use crate::error::Error;
+use crate::scheduler::table::Key;
 use crate::scheduler::{Next, Quiet, Scheduler};
 use crate::syscall::{SpawnInfo, SysReturn, Tids};
 use crate::task::{Joined, Outcome, Task, Tid, Value};
@@ -57,7 +58,7 @@ pub(crate) fn syscall(call: SysCall) -> Result<SysReturn, Error> {
     match task_context()? {
         Context::Task(_) => Ok(suspend(call)),
         _ => Ok(OS.with(|os| {
-            let next = borrow(os, |s| s.handle(Tid::MAIN, call).map(Next::Main).unwrap_or_else(|| s.next()));
+            let next = borrow(os, |s| s.handle(Key::MAIN, call).map(Next::Main).unwrap_or_else(|| s.next()));
             drive(os, next)
         })),
     }
@@ -82,27 +83,27 @@ fn borrow_switch<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R
 /// do.
 fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
     'outer: loop {
-        let (mut tid, mut task, mut input) = match next {
+        let (mut key, mut task, mut input) = match next {
             Next::Main(answer) => return answer,
-            Next::Run(tid, task, input) => (tid, task, input),
+            Next::Run(key, task, input) => (key, task, input),
         };
         let step = loop {
             let step = {
-                let _task = context::enter(Context::Task(tid));
+                let _task = context::enter(Context::Task(key.tid));
                 task.resume(input)
             };
             if !matches!(step, Step::Call(SysCall::Yield)) {
                 break step;
             }
             // A yield owns nothing: forgetting it skips the call enum's drop glue.
-            match borrow_switch(os, |s| s.yield_quiet(tid, task)) {
+            match borrow_switch(os, |s| s.yield_quiet(key, task)) {
                 Quiet::Same(t) => {
                     std::mem::forget(step);
                     task = t;
                 }
                 Quiet::Run(t, other) => {
                     std::mem::forget(step);
-                    (tid, task) = (t, other);
+                    (key, task) = (t, other);
                 }
                 Quiet::Main => {
                     std::mem::forget(step);
@@ -110,7 +111,7 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
                 }
                 Quiet::Switch(n) => {
                     std::mem::forget(step);
-                    next = n;
+                    next = *n;
                     continue 'outer;
                 }
                 Quiet::Busy(t) => {
@@ -121,7 +122,7 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
             input = SysReturn::Nothing;
         };
         let (dropped, n) = borrow(os, |s| {
-            let n = s.after_run(tid, task, step).unwrap_or_else(|| s.next());
+            let n = s.after_run(key, task, step).unwrap_or_else(|| s.next());
             (s.take_dropped(), n)
         });
         drop(dropped);
@@ -169,12 +170,12 @@ pub fn yield_now() {
         Context::Task(_) => suspend(SysCall::Yield),
         Context::Main => OS.with(|os| match borrow_switch(os, Scheduler::main_yield_quiet) {
             Some(Quiet::Main) => SysReturn::Nothing,
-            Some(Quiet::Run(tid, task)) => drive(os, Next::Run(tid, task, SysReturn::Nothing)),
-            Some(Quiet::Switch(next)) => drive(os, next),
+            Some(Quiet::Run(key, task)) => drive(os, Next::Run(key, task, SysReturn::Nothing)),
+            Some(Quiet::Switch(next)) => drive(os, *next),
             Some(Quiet::Same(_) | Quiet::Busy(_)) => unreachable!("the main program has no coroutine"),
             None => {
                 let next = borrow(os, |s| {
-                    s.handle(Tid::MAIN, SysCall::Yield).map(Next::Main).unwrap_or_else(|| s.next())
+                    s.handle(Key::MAIN, SysCall::Yield).map(Next::Main).unwrap_or_else(|| s.next())
                 });
                 drive(os, next)
             }

@@ -43,7 +43,7 @@ impl Scheduler {
         let Some(e) = self.tasks.get_mut(&tid) else { return };
         if e.scheduled {
             e.scheduled = false;
-            self.ready.retain(|t| *t != tid);
+            self.ready.retain(|k| k.tid != tid);
         }
         if let Some(at) = e.deadline.take() {
             self.timers.remove(at, tid);

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::scheduler::groups::GroupId;
-use crate::scheduler::table::{State, Wait};
+use crate::scheduler::table::{Key, State, Wait};
 use crate::scheduler::Scheduler;
 use crate::syscall::{SysReturn, Tids};
 use crate::task::{Joined, Tid};
@@ -15,11 +15,12 @@ impl Scheduler {
     /// join that is an error is answered at once (`Some`), before any other task runs.
     pub(crate) fn handle_join(
         &mut self,
-        tid: Tid,
+        key: Key,
         tids: Tids,
         block: bool,
         deadline: Option<Instant>,
     ) -> Option<SysReturn> {
+        let tid = key.tid;
         let found = match &tids {
             Tids::One(t) => self.find_finished(tid, std::slice::from_ref(t)),
             Tids::List(list) => self.find_finished(tid, list),
@@ -27,13 +28,13 @@ impl Scheduler {
         };
         match found {
             Err(e) => return Some(SysReturn::Joined(Err(e))),
-            Ok(Some(joined)) => self.reply(tid, SysReturn::Joined(Ok(Some(joined)))),
+            Ok(Some(joined)) => self.reply_at(key, SysReturn::Joined(Ok(Some(joined)))),
             Ok(None) if !block || self.nothing_to_wait_for(tid, &tids) => {
-                self.reply(tid, SysReturn::Joined(Ok(None)))
+                self.reply_at(key, SysReturn::Joined(Ok(None)))
             }
             Ok(None) => {
                 log::debug!(target: "cos", "task {tid} waits in join on {tids:?}");
-                if let Some(e) = self.tasks.get_mut(&tid) {
+                if let Some(e) = self.tasks.at(key) {
                     e.state = State::Waiting(Wait::Join(tids));
                     e.deadline = deadline;
                 }

@@ -25,7 +25,7 @@ use crate::coroutine::{Ended, LocalTask, StackPool, Step};
 use crate::error::Error;
 use crate::scheduler::groups::Groups;
 use crate::scheduler::queues::SpawnQueues;
-use crate::scheduler::table::{Entry, FastMap, State, TaskTable, Wait};
+use crate::scheduler::table::{Entry, FastMap, Key, State, TaskTable, Wait};
 use crate::scheduler::timers::Timers;
 use crate::syscall::SysReturn;
 use crate::task::{Joined, Outcome, Tid};
@@ -39,7 +39,7 @@ pub(crate) enum Next {
     /// The main program runs again with this answer.
     Main(SysReturn),
     /// Resume this local task with this answer.
-    Run(Tid, LocalTask, SysReturn),
+    Run(Key, LocalTask, SysReturn),
 }
 
 /// What a yield took the short way did (see [`Scheduler::yield_quiet`]).
@@ -48,11 +48,12 @@ pub(crate) enum Quiet {
     Same(LocalTask),
     /// It went to the back of the ready queue; this local task runs now, with no answer
     /// waiting for it (the common case, kept small so that it moves cheaply).
-    Run(Tid, LocalTask),
+    Run(Key, LocalTask),
     /// It went to the back of the ready queue; the main program goes on, with no answer.
     Main,
-    /// It went to the back of the ready queue; this runs now.
-    Switch(Next),
+    /// It went to the back of the ready queue; this runs now (boxed: the rare case, kept out of
+    /// the common ones' size).
+    Switch(Box<Next>),
     /// The loop has work of its own (a machine to poll, deadlines, values to drop): the full
     /// step handles the yield.
     Busy(LocalTask),
@@ -61,7 +62,7 @@ pub(crate) enum Quiet {
 /// The state of one thread's cooperative OS.
 pub(crate) struct Scheduler {
     pub(crate) tasks: TaskTable,
-    pub(crate) ready: VecDeque<Tid>,
+    pub(crate) ready: VecDeque<Key>,
     next_tid: u64,
     /// The task that runs now (tid 1 while the main program or the loop runs).
     pub(crate) current: Tid,
@@ -111,30 +112,49 @@ impl Scheduler {
 
     /// Appends a runnable task to the ready queue, unless it is there already.
     pub(crate) fn schedule(&mut self, tid: Tid) {
-        if let Some(e) = self.tasks.get_mut(&tid) {
-            Self::enqueue_entry(&mut self.ready, tid, e);
+        if let Some(key) = self.tasks.key(tid) {
+            self.schedule_at(key);
         }
     }
 
-    /// Appends `e` (the entry of `tid`) to the ready queue unless it is there already.
-    fn enqueue_entry(ready: &mut VecDeque<Tid>, tid: Tid, e: &mut Entry) {
-        debug_assert!(!e.is_remote(), "remote task {tid} scheduled");
+    /// Appends the runnable task `key` names to the ready queue, unless it is there already.
+    #[inline]
+    pub(crate) fn schedule_at(&mut self, key: Key) {
+        if let Some(e) = self.tasks.at(key) {
+            Self::enqueue_entry(&mut self.ready, key, e);
+        }
+    }
+
+    /// Appends `e` (the entry `key` names) to the ready queue unless it is there already.
+    #[inline]
+    fn enqueue_entry(ready: &mut VecDeque<Key>, key: Key, e: &mut Entry) {
+        debug_assert!(!e.is_remote(), "remote task {} scheduled", key.tid);
         if !e.scheduled {
             e.scheduled = true;
-            e.state = State::Runnable;
-            ready.push_back(tid);
-            log::trace!(target: "cos", "task {tid} scheduled");
+            if !matches!(e.state, State::Runnable) {
+                e.state = State::Runnable;
+            }
+            ready.push_back(key);
+            log::trace!(target: "cos", "task {} scheduled", key.tid);
         }
     }
 
     /// Gives `tid` its answer and schedules it.
     pub(crate) fn reply(&mut self, tid: Tid, answer: SysReturn) {
-        if let Some(e) = self.tasks.get_mut(&tid) {
+        if let Some(key) = self.tasks.key(tid) {
+            self.reply_at(key, answer);
+        }
+    }
+
+    /// Gives the task `key` names its answer and schedules it.
+    #[inline]
+    pub(crate) fn reply_at(&mut self, key: Key, answer: SysReturn) {
+        if let Some(e) = self.tasks.at(key) {
             e.sendval = answer;
             if let Some(at) = e.deadline.take() {
-                self.timers.remove(at, tid);
+                self.timers.remove(at, key.tid);
             }
-            Self::enqueue_entry(&mut self.ready, tid, e);
+            Self::enqueue_entry(&mut self.ready, key, e);
         }
     }
 
@@ -142,11 +162,12 @@ impl Scheduler {
     /// before any other task runs (a join that is an error); `None`: the caller runs again when
     /// its turn comes, with the answer `reply` left it.
     #[inline]
-    pub(crate) fn handle(&mut self, tid: Tid, call: SysCall) -> Option<SysReturn> {
+    pub(crate) fn handle(&mut self, key: Key, call: SysCall) -> Option<SysReturn> {
+        let tid = key.tid;
         match call {
-            SysCall::Yield => self.schedule(tid),
-            SysCall::Spawn(s) => self.handle_spawn(tid, s),
-            SysCall::Join { tids, block, deadline } => return self.handle_join(tid, tids, block, deadline),
+            SysCall::Yield => self.schedule_at(key),
+            SysCall::Spawn(s) => self.handle_spawn(key, s),
+            SysCall::Join { tids, block, deadline } => return self.handle_join(key, tids, block, deadline),
             SysCall::Receive { deadline } => self.handle_receive(tid, deadline),
         }
         None
@@ -166,17 +187,17 @@ impl Scheduler {
     /// without the polling point. Nothing is dropped and no machine is called, so no user code
     /// runs here.
     #[inline]
-    pub(crate) fn yield_quiet(&mut self, tid: Tid, task: LocalTask) -> Quiet {
+    pub(crate) fn yield_quiet(&mut self, key: Key, task: LocalTask) -> Quiet {
         if !self.quiet() {
             return Quiet::Busy(task);
         }
         if self.ready.is_empty() {
             return Quiet::Same(task);
         }
-        let Some(e) = self.tasks.get_mut(&tid) else { return Quiet::Busy(task) };
+        let Some(e) = self.tasks.at(key) else { return Quiet::Busy(task) };
         let Some(slot) = e.local_slot() else { return Quiet::Busy(task) };
         *slot = Some(task);
-        Self::enqueue_entry(&mut self.ready, tid, e);
+        Self::enqueue_entry(&mut self.ready, key, e);
         self.current = Tid::MAIN;
         self.pop_quiet()
     }
@@ -192,7 +213,7 @@ impl Scheduler {
         if self.ready.is_empty() {
             return Some(Quiet::Main);
         }
-        self.schedule(Tid::MAIN);
+        self.schedule_at(Key::MAIN);
         Some(self.pop_quiet())
     }
 
@@ -200,10 +221,10 @@ impl Scheduler {
     /// has no answer waiting.
     #[inline]
     fn pop_quiet(&mut self) -> Quiet {
-        while let Some(tid) = self.ready.pop_front() {
-            let Some(e) = self.tasks.get_mut(&tid) else { continue };
+        while let Some(key) = self.ready.pop_front() {
+            let Some(e) = self.tasks.at(key) else { continue };
             if !matches!(e.sendval, SysReturn::Nothing) {
-                self.ready.push_front(tid);
+                self.ready.push_front(key);
                 break;
             }
             e.scheduled = false;
@@ -212,18 +233,18 @@ impl Scheduler {
                 return Quiet::Main;
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
-                self.current = tid;
-                return Quiet::Run(tid, task);
+                self.current = key.tid;
+                return Quiet::Run(key, task);
             }
         }
-        Quiet::Switch(self.pop_ready().unwrap_or_else(|| self.next()))
+        Quiet::Switch(Box::new(self.pop_ready().unwrap_or_else(|| self.next())))
     }
 
     /// Pops ready tasks until one can run (a cancelled task's tid may linger in the queue).
     #[inline]
     fn pop_ready(&mut self) -> Option<Next> {
-        while let Some(tid) = self.ready.pop_front() {
-            let Some(e) = self.tasks.get_mut(&tid) else { continue };
+        while let Some(key) = self.ready.pop_front() {
+            let Some(e) = self.tasks.at(key) else { continue };
             e.scheduled = false;
             let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
             if e.is_main() {
@@ -231,8 +252,8 @@ impl Scheduler {
                 return Some(Next::Main(input));
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
-                self.current = tid;
-                return Some(Next::Run(tid, task, input));
+                self.current = key.tid;
+                return Some(Next::Run(key, task, input));
             }
         }
         None
@@ -245,7 +266,7 @@ impl Scheduler {
             if !self.timers.is_empty() {
                 self.expire_timers();
             }
-            let Some(tid) = self.ready.pop_front() else {
+            let Some(key) = self.ready.pop_front() else {
                 if let Some(at) = self.timers.earliest() {
                     // Nothing can run and no machine message can come: only time passes.
                     std::thread::sleep(at.saturating_duration_since(self.now()));
@@ -257,7 +278,7 @@ impl Scheduler {
                 }
                 return Next::Main(self.deadlock());
             };
-            let Some(e) = self.tasks.get_mut(&tid) else { continue };
+            let Some(e) = self.tasks.at(key) else { continue };
             e.scheduled = false;
             let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
             if e.is_main() {
@@ -265,31 +286,32 @@ impl Scheduler {
                 return Next::Main(input);
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
-                self.current = tid;
-                return Next::Run(tid, task, input);
+                self.current = key.tid;
+                return Next::Run(key, task, input);
             }
         }
     }
 
     /// Takes back a local task after it ran. `Some`: the same task goes on at once with the
     /// answer to its call (see [`handle`](Self::handle)).
-    pub(crate) fn after_run(&mut self, tid: Tid, task: LocalTask, step: Step) -> Option<Next> {
+    pub(crate) fn after_run(&mut self, key: Key, task: LocalTask, step: Step) -> Option<Next> {
+        let tid = key.tid;
         self.current = Tid::MAIN;
         match step {
             Step::Call(SysCall::Yield) => {
                 // The commonest call, handled with the entry at hand.
-                let e = self.tasks.get_mut(&tid)?;
+                let e = self.tasks.at(key)?;
                 if let Some(slot) = e.local_slot() {
                     *slot = Some(task);
                 }
-                Self::enqueue_entry(&mut self.ready, tid, e);
+                Self::enqueue_entry(&mut self.ready, key, e);
             }
             Step::Call(call) => {
-                if let Some(answer) = self.handle(tid, call) {
+                if let Some(answer) = self.handle(key, call) {
                     self.current = tid;
-                    return Some(Next::Run(tid, task, answer));
+                    return Some(Next::Run(key, task, answer));
                 }
-                if let Some(slot) = self.tasks.get_mut(&tid).and_then(Entry::local_slot) {
+                if let Some(slot) = self.tasks.at(key).and_then(Entry::local_slot) {
                     *slot = Some(task);
                 }
             }

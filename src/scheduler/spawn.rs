@@ -4,20 +4,23 @@ use crate::coroutine::LocalTask;
 use crate::coroutine::SpawnCall;
 use crate::error::Error;
 use crate::scheduler::queues::Queued;
-use crate::scheduler::table::{Body, Remote, State, Wait};
+use crate::scheduler::table::{Body, Key, Remote, State, Wait};
 use crate::scheduler::Scheduler;
 use crate::syscall::{RemoteSpawn, SpawnInfo, SysReturn};
 use crate::task::Tid;
 use crate::vm::{HostId, TaskId};
 
 impl Scheduler {
-    pub(crate) fn handle_spawn(&mut self, spawner: Tid, call: SpawnCall) {
+    pub(crate) fn handle_spawn(&mut self, spawner: Key, call: SpawnCall) {
         match call {
             SpawnCall::Local(task) => {
-                let tid = self.add_local(spawner, task);
-                self.reply(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: None })));
+                let tid = self.new_tid();
+                let child = self.tasks.insert_child(spawner.tid, tid, Body::Local(Some(task)));
+                log::debug!(target: "cos", "task {} spawned local task {tid}", spawner.tid);
+                self.schedule_at(child);
+                self.reply_at(spawner, SysReturn::Spawned(Ok(SpawnInfo { tid, task_id: None, host: None })));
             }
-            SpawnCall::Remote(spawn) => self.spawn_remote(spawner, spawn),
+            SpawnCall::Remote(spawn) => self.spawn_remote(spawner.tid, spawn),
         }
     }
 

@@ -142,29 +142,68 @@ impl Hasher for TidHasher {
 /// A hash map keyed by small integers (tids, machine task ids).
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<TidHasher>>;
 
-/// Every task that has not finished, by tid, with its counts kept as entries come and go (and
+/// What [`TaskTable::remove`] keeps of a finished task's entry.
+pub(crate) struct Removed {
+    pub parent: Tid,
+    /// Its finished children not joined (now orphans' values).
+    pub finished: Finished,
+    pub deadline: Option<Instant>,
+    pub group: Option<u64>,
+}
+
+/// Where a task's entry lives: its tid and its slot in the [`TaskTable`]. The hot paths (the
+/// ready queue, the running task) hold keys and reach the entry without a hash lookup; a key
+/// whose task has finished finds nothing, even once its slot holds another task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub tid: Tid,
+    slot: u32,
+}
+
+impl Key {
+    /// The main program's key: it has slot 0 for the table's whole life.
+    pub(crate) const MAIN: Key = Key { tid: Tid::MAIN, slot: 0 };
+}
+
+/// One slot of the table: the entry of task `tid`, or a free slot (`entry` is `None`, and
+/// `tid` is the scheduler's, which no key names).
+struct Slot {
+    tid: Tid,
+    entry: Option<Entry>,
+}
+
+/// Every task that has not finished, with its counts kept as entries come and go (and
 /// published for the calls that cannot borrow the scheduler, see [`crate::context`]).
 ///
-/// Invariants it keeps: `remote` is the number of entries whose body is [`Body::Remote`]; a
-/// child added with [`insert_child`](Self::insert_child) counts in its parent's `children`,
-/// and [`remove`](Self::remove) takes it out of that count again.
+/// The entries live in a slab: a vector of slots reused through a free list, so that a spawn
+/// writes its entry in place and a [`Key`] reaches it by index. A map from tid to slot serves
+/// the lookups by tid (a join, a cancel, a parent); the main program's slot is always 0 and
+/// needs no lookup.
+///
+/// Invariants it keeps: `index` maps exactly the tids of the occupied slots but the main
+/// program's; `remote` is the number of entries whose body is [`Body::Remote`]; a child added
+/// with [`insert_child`](Self::insert_child) counts in its parent's `children`, and
+/// [`remove`](Self::remove) takes it out of that count again.
 pub(crate) struct TaskTable {
-    map: FastMap<Tid, Entry>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: FastMap<Tid, u32>,
+    len: usize,
     remote: usize,
 }
 
 impl TaskTable {
     /// A table holding the main program's entry only.
     pub(crate) fn new() -> Self {
-        let mut map = FastMap::default();
-        map.insert(Tid::MAIN, Entry::new(Tid::SCHEDULER, Body::Main));
-        let table = TaskTable { map, remote: 0 };
+        let main = Slot { tid: Tid::MAIN, entry: Some(Entry::new(Tid::SCHEDULER, Body::Main)) };
+        let table =
+            TaskTable { slots: vec![main], free: Vec::new(), index: FastMap::default(), len: 1, remote: 0 };
         table.publish();
         table
     }
 
     fn publish(&self) {
-        crate::context::set_counts(self.map.len(), self.remote);
+        crate::context::set_counts(self.len, self.remote);
     }
 
     /// Unfinished remote tasks (those waiting for a slot included).
@@ -172,37 +211,81 @@ impl TaskTable {
         self.remote
     }
 
+    /// The key of `tid`'s entry, if it has one.
+    #[inline]
+    pub(crate) fn key(&self, tid: Tid) -> Option<Key> {
+        if tid == Tid::MAIN {
+            return Some(Key::MAIN);
+        }
+        self.index.get(&tid).map(|&slot| Key { tid, slot })
+    }
+
+    /// The entry `key` names, if its task has not finished.
+    #[inline]
+    pub(crate) fn at(&mut self, key: Key) -> Option<&mut Entry> {
+        match self.slots.get_mut(key.slot as usize) {
+            Some(Slot { tid, entry }) if *tid == key.tid => entry.as_mut(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn get(&self, tid: &Tid) -> Option<&Entry> {
-        self.map.get(tid)
+        let key = self.key(*tid)?;
+        self.slots[key.slot as usize].entry.as_ref()
     }
 
     pub(crate) fn get_mut(&mut self, tid: &Tid) -> Option<&mut Entry> {
-        self.map.get_mut(tid)
+        let key = self.key(*tid)?;
+        self.slots[key.slot as usize].entry.as_mut()
     }
 
     pub(crate) fn contains_key(&self, tid: &Tid) -> bool {
-        self.map.contains_key(tid)
+        self.key(*tid).is_some()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Tid, &Entry)> {
-        self.map.iter()
+        self.slots.iter().filter_map(|s| s.entry.as_ref().map(|e| (&s.tid, e)))
     }
 
-    /// Adds `parent`'s new child `tid` running `body`.
+    /// Adds `parent`'s new child `tid` running `body`; its key.
     ///
     /// # Panics
     /// When `parent` has no entry (a spawner is always present while it spawns).
-    pub(crate) fn insert_child(&mut self, parent: Tid, tid: Tid, body: Body) {
+    pub(crate) fn insert_child(&mut self, parent: Tid, tid: Tid, body: Body) -> Key {
+        debug_assert!(!self.contains_key(&tid), "tid {tid} reused");
         self.remote += usize::from(matches!(body, Body::Remote(_)));
-        let old = self.map.insert(tid, Entry::new(parent, body));
-        debug_assert!(old.is_none(), "tid {tid} reused");
-        self.map.get_mut(&parent).expect("spawner present").children += 1;
+        self.get_mut(&parent).expect("spawner present").children += 1;
+        let slot = match self.free_slot() {
+            Some(slot) => slot,
+            None => {
+                let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 tasks at once");
+                self.slots.push(Slot { tid: Tid::SCHEDULER, entry: None });
+                slot
+            }
+        };
+        self.slots[slot as usize] = Slot { tid, entry: Some(Entry::new(parent, body)) };
+        self.index.insert(tid, slot);
+        self.len += 1;
         self.publish();
+        Key { tid, slot }
+    }
+
+    /// A free slot from the free list. The list may name slots that [`shrink`](Self::shrink)
+    /// cut off (and that may have come back since, occupied or listed twice): those are
+    /// skipped here rather than searched for there.
+    #[inline]
+    fn free_slot(&mut self) -> Option<u32> {
+        while let Some(slot) = self.free.pop() {
+            if self.slots.get(slot as usize).is_some_and(|s| s.entry.is_none()) {
+                return Some(slot);
+            }
+        }
+        None
     }
 
     /// Gives `tid` a new body (a reserved remote task that starts, locally or remotely).
     pub(crate) fn set_body(&mut self, tid: Tid, body: Body) {
-        let Some(e) = self.map.get_mut(&tid) else { return };
+        let Some(e) = self.get_mut(&tid) else { return };
         let was = usize::from(e.is_remote());
         let now = usize::from(matches!(body, Body::Remote(_)));
         e.body = body;
@@ -210,40 +293,69 @@ impl TaskTable {
         self.publish();
     }
 
-    /// Takes a finished task's entry out; its parent, if still there, counts one running child
-    /// less.
-    pub(crate) fn remove(&mut self, tid: Tid) -> Option<Entry> {
-        let entry = self.map.remove(&tid)?;
-        self.remote -= usize::from(entry.is_remote());
-        if let Some(parent) = self.map.get_mut(&entry.parent) {
+    /// Takes a finished task's entry out, keeping of it what outlives the task (the rest is
+    /// dropped in place, not moved); its parent, if still there, counts one running child less.
+    /// The main program's entry stays.
+    pub(crate) fn remove(&mut self, tid: Tid) -> Option<Removed> {
+        let slot = self.index.remove(&tid)?;
+        let s = &mut self.slots[slot as usize];
+        s.tid = Tid::SCHEDULER;
+        let e = s.entry.as_mut().expect("an indexed slot is occupied");
+        let removed = Removed {
+            parent: e.parent,
+            finished: std::mem::replace(&mut e.finished, Finished::Empty),
+            deadline: e.deadline,
+            group: e.group,
+        };
+        self.remote -= usize::from(e.is_remote());
+        s.entry = None;
+        self.free.push(slot);
+        self.len -= 1;
+        if let Some(parent) = self.get_mut(&removed.parent) {
             parent.children -= 1;
         }
         self.shrink();
         self.publish();
-        Some(entry)
+        Some(removed)
     }
 
     /// Gives memory back once most tasks of a large burst have finished: a table sized for a
-    /// million tasks would keep every later lookup spread over megabytes.
+    /// million tasks would keep every later lookup spread over megabytes. The slab drops its
+    /// free slots at the end.
     fn shrink(&mut self) {
-        let capacity = self.map.capacity();
-        if capacity > 4096 && self.map.len() < capacity / 16 {
-            self.map.shrink_to(self.map.len() * 2);
+        let capacity = self.index.capacity();
+        if capacity > 4096 && self.index.len() < capacity / 16 {
+            self.index.shrink_to(self.index.len() * 2);
+        }
+        if self.slots.len() > 4096 && self.len < self.slots.len() / 16 {
+            let before = self.slots.len();
+            while self.slots.last().is_some_and(|s| s.entry.is_none()) {
+                self.slots.pop();
+            }
+            if self.slots.len() <= before / 2 {
+                // Cut by half at least: the few steps that get here cost O(n) in all.
+                let slots = &self.slots;
+                self.free.retain(|&s| slots.get(s as usize).is_some_and(|s| s.entry.is_none()));
+                self.slots.shrink_to(self.slots.len() * 2);
+                self.free.shrink_to(self.free.len() * 2);
+            }
         }
     }
 
     /// Takes every finished, unjoined value out, for the OS teardown.
     pub(crate) fn take_finished(&mut self) -> Vec<Outcome> {
-        self.map
-            .values_mut()
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.entry.as_mut())
             .flat_map(|e| std::mem::replace(&mut e.finished, Finished::Empty).into_values())
             .collect()
     }
 
     /// Takes every suspended local task out, for the OS teardown.
     pub(crate) fn take_locals(&mut self) -> Vec<LocalTask> {
-        self.map
-            .values_mut()
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.entry.as_mut())
             .filter_map(|e| match &mut e.body {
                 Body::Local(slot) => slot.take(),
                 _ => None,
@@ -263,7 +375,7 @@ mod tests {
     #[test]
     fn children_and_remote_counts_follow_the_entries() {
         let mut t = TaskTable::new();
-        assert_eq!((t.map.len(), t.remote_count()), (1, 0));
+        assert_eq!((t.len, t.remote_count()), (1, 0));
         t.insert_child(Tid::MAIN, Tid(2), remote());
         t.insert_child(Tid::MAIN, Tid(3), Body::Local(None));
         t.insert_child(Tid(3), Tid(4), remote());
@@ -280,11 +392,65 @@ mod tests {
         assert!(t.remove(Tid(3)).is_some());
         assert_eq!(t.get(&Tid::MAIN).unwrap().children(), 1);
         assert!(t.remove(Tid(4)).is_some());
-        assert_eq!((t.map.len(), t.remote_count()), (2, 0));
+        assert_eq!((t.len, t.remote_count()), (2, 0));
         assert!(t.remove(Tid(4)).is_none(), "a tid leaves once");
         assert!(t.remove(Tid(2)).is_some());
         assert_eq!(t.get(&Tid::MAIN).unwrap().children(), 0);
         assert_eq!((crate::context::task_count(), crate::context::remote_count()), (1, 0));
+    }
+
+    #[test]
+    fn a_key_finds_only_its_own_task_even_in_a_reused_slot() {
+        let mut t = TaskTable::new();
+        let a = t.insert_child(Tid::MAIN, Tid(2), Body::Local(None));
+        assert!(t.at(a).is_some());
+        assert!(t.remove(Tid(2)).is_some());
+        assert!(t.at(a).is_none(), "a finished task's key finds nothing");
+        let b = t.insert_child(Tid::MAIN, Tid(3), Body::Local(None));
+        assert_eq!(b.slot, a.slot, "the freed slot is reused");
+        assert!(t.at(a).is_none(), "nor once its slot holds another task");
+        assert_eq!(t.at(b).map(|e| e.parent), Some(Tid::MAIN));
+        assert_eq!(t.key(Tid(3)), Some(b));
+        assert_eq!(t.key(Tid::MAIN), Some(Key::MAIN));
+        assert_eq!(t.key(Tid(2)), None);
+    }
+
+    #[test]
+    fn the_slab_gives_its_slots_back_after_a_burst() {
+        let mut t = TaskTable::new();
+        for tid in 2..20_002 {
+            t.insert_child(Tid::MAIN, Tid(tid), Body::Local(None));
+        }
+        assert_eq!(t.slots.len(), 20_001);
+        // One task of the burst lives on, in a low slot.
+        for tid in (2..20_002).filter(|&t| t != 10) {
+            assert!(t.remove(Tid(tid)).is_some());
+        }
+        assert_eq!(t.len, 2);
+        assert!(t.slots.len() <= 4096, "the free slots at the end are dropped: {}", t.slots.len());
+        assert!(t.free.iter().all(|&s| (s as usize) < t.slots.len()), "no free slot past the end");
+        // A burst joined from its last task down frees the last slot each time.
+        for tid in 30_000..50_000 {
+            t.insert_child(Tid::MAIN, Tid(tid), Body::Local(None));
+        }
+        for tid in (30_000..50_000).rev() {
+            assert!(t.remove(Tid(tid)).is_some());
+        }
+        assert!(t.slots.len() <= 4096, "{}", t.slots.len());
+        let keys: Vec<Key> =
+            (60_000..60_100).map(|tid| t.insert_child(Tid::MAIN, Tid(tid), Body::Local(None))).collect();
+        let mut slots: Vec<u32> = keys.iter().map(|k| k.slot).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), 100, "no slot given twice");
+        assert!(keys.iter().all(|&k| t.at(k).is_some()));
+        for k in keys {
+            assert!(t.remove(k.tid).is_some());
+        }
+        assert_eq!(t.get(&Tid(10)).map(|e| e.parent), Some(Tid::MAIN));
+        assert_eq!(t.get(&Tid::MAIN).map(Entry::children), Some(1));
+        let k = t.insert_child(Tid::MAIN, Tid(20_002), Body::Local(None));
+        assert!(t.at(k).is_some());
     }
 
     #[test]
