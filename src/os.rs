@@ -92,7 +92,7 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
                 let _task = context::enter(Context::Task(key.tid));
                 task.resume(input)
             };
-            if !matches!(step, Step::Call(SysCall::Yield)) {
+            if !matches!(step, Step::Yield) {
                 break step;
             }
             // A yield owns nothing: forgetting it skips the call enum's drop glue.

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
@@ -33,19 +34,67 @@ pub(crate) enum Ended {
     Overflowed,
 }
 
-type Co = Coroutine<SysReturn, SysCall, Ended, DefaultStack>;
-type Y = Yielder<SysReturn, SysCall>;
+/// The coroutine only switches stacks: what a task and the driver hand each other (a call, its
+/// answer, the body's end) waits in [`Exchange`], so that a yield moves no large value through
+/// the switch.
+type Co = Coroutine<(), (), (), DefaultStack>;
+type Y = Yielder<(), ()>;
 
-thread_local! {
+/// One slot of the [`Exchange`]: written by one side just before a switch and taken by the
+/// other just after it, so it is empty whenever no switch is under way. Its value is never
+/// dropped by the thread-local's end (a `ManuallyDrop`, so that the thread-local has no
+/// destructor and stays usable while the OS is torn down); being empty then, it leaks nothing.
+struct Slot<T>(Cell<ManuallyDrop<Option<T>>>);
+
+impl<T> Slot<T> {
+    const fn new() -> Self {
+        Slot(Cell::new(ManuallyDrop::new(None)))
+    }
+
+    #[inline]
+    fn put(&self, value: T) {
+        let old = self.0.replace(ManuallyDrop::new(Some(value)));
+        debug_assert!(old.is_none(), "an exchange slot written twice");
+        drop(ManuallyDrop::into_inner(old));
+    }
+
+    #[inline]
+    fn take(&self) -> Option<T> {
+        ManuallyDrop::into_inner(self.0.replace(ManuallyDrop::new(None)))
+    }
+}
+
+/// The running task's side of the thread: what the switch, the signal handler and the unwinding
+/// of a task need to find, in one thread-local.
+struct Exchange {
     /// The yielder of the local task running on this thread right now; null when the code that
     /// runs is the main program (or the scheduler loop, which runs on the main program's stack).
-    static YIELDER: Cell<*const Y> = const { Cell::new(ptr::null()) };
+    yielder: Cell<*const Y>,
     /// The running task's trap handler and the bottom of its stack's mapping (the guard page),
     /// for the stack-overflow signal handler.
-    static TRAP: Cell<Option<(CoroutineTrapHandler<Ended>, usize)>> = const { Cell::new(None) };
+    trap: Cell<Option<(CoroutineTrapHandler<()>, usize)>>,
     /// Set while the scheduler unwinds a suspended task's stack on purpose, so that the task's
     /// own panic catcher lets that unwinding through.
-    static UNWINDING: Cell<bool> = const { Cell::new(false) };
+    unwinding: Cell<bool>,
+    /// The call a task suspends with, but a yield (the commonest call, which needs no value).
+    call: Slot<SysCall>,
+    /// The answer a task resumes with, but nothing to say.
+    answer: Slot<SysReturn>,
+    /// How a task's body ended.
+    ended: Slot<Ended>,
+}
+
+thread_local! {
+    static EXCHANGE: Exchange = const {
+        Exchange {
+            yielder: Cell::new(ptr::null()),
+            trap: Cell::new(None),
+            unwinding: Cell::new(false),
+            call: Slot::new(),
+            answer: Slot::new(),
+            ended: Slot::new(),
+        }
+    };
 }
 
 /// A local task: a coroutine on its own stack.
@@ -57,7 +106,9 @@ pub(crate) struct LocalTask {
 
 /// What a local task did when it gave control back.
 pub(crate) enum Step {
-    /// It made a system call and waits for its answer.
+    /// It yielded.
+    Yield,
+    /// It made another system call and waits for its answer.
     Call(SysCall),
     /// It ended.
     Done(Ended),
@@ -71,41 +122,63 @@ impl LocalTask {
     {
         crate::coroutine::overflow::install();
         let limit = stack.limit().get();
-        let co = Co::with_stack(stack, move |yielder: &Y, _first: SysReturn| {
-            YIELDER.with(|y| y.set(yielder));
-            match panic::catch_unwind(AssertUnwindSafe(f)) {
+        let co = Co::with_stack(stack, move |yielder: &Y, ()| {
+            // A task's first resume has nothing to say; should it have had, that answer goes.
+            drop(EXCHANGE.with(|x| {
+                x.yielder.set(yielder);
+                x.answer.take()
+            }));
+            let ended = match panic::catch_unwind(AssertUnwindSafe(f)) {
                 Ok(outcome) => Ended::Returned(outcome),
                 Err(payload) => {
-                    if UNWINDING.with(Cell::get) {
+                    if EXCHANGE.with(|x| x.unwinding.get()) {
                         panic::resume_unwind(payload);
                     }
                     let message = panic_text(&*payload);
                     discard_panic(payload);
                     Ended::Panicked(message)
                 }
-            }
+            };
+            EXCHANGE.with(|x| x.ended.put(ended));
         });
         LocalTask { co, limit }
     }
 
     /// Runs the task until its next system call or its end.
+    #[inline]
     pub(crate) fn resume(&mut self, input: SysReturn) -> Step {
         /// Clears the running task's yielder and trap when the task gives control back, also
         /// when a panic escapes it: a yielder left behind would point into a finished stack.
         struct Running;
         impl Drop for Running {
+            #[inline]
             fn drop(&mut self) {
-                TRAP.with(|t| t.set(None));
-                YIELDER.with(|y| y.set(ptr::null()));
+                EXCHANGE.with(|x| {
+                    x.trap.set(None);
+                    x.yielder.set(ptr::null());
+                });
             }
         }
-        TRAP.with(|t| t.set(Some((self.co.trap_handler(), self.limit))));
+        EXCHANGE.with(|x| {
+            if matches!(input, SysReturn::Nothing) {
+                // That variant owns nothing: forgetting it skips the enum's drop glue.
+                std::mem::forget(input);
+            } else {
+                x.answer.put(input);
+            }
+            x.trap.set(Some((self.co.trap_handler(), self.limit)));
+        });
         let running = Running;
-        let r = self.co.resume(input);
+        let r = self.co.resume(());
         drop(running);
         match r {
-            CoroutineResult::Yield(call) => Step::Call(call),
-            CoroutineResult::Return(ended) => Step::Done(ended),
+            CoroutineResult::Yield(()) => match EXCHANGE.with(|x| x.call.take()) {
+                None => Step::Yield,
+                Some(call) => Step::Call(call),
+            },
+            CoroutineResult::Return(()) => {
+                Step::Done(EXCHANGE.with(|x| x.ended.take()).expect("a task's body records its end"))
+            }
         }
     }
 
@@ -116,9 +189,9 @@ impl LocalTask {
             return Some(self.co.into_stack());
         }
         if self.co.started() {
-            UNWINDING.with(|u| u.set(true));
+            EXCHANGE.with(|x| x.unwinding.set(true));
             let r = panic::catch_unwind(AssertUnwindSafe(|| self.co.force_unwind()));
-            UNWINDING.with(|u| u.set(false));
+            EXCHANGE.with(|x| x.unwinding.set(false));
             if r.is_err() {
                 log::warn!(target: "cos", "a destructor panicked while a task was unwound");
             }
@@ -136,14 +209,14 @@ impl LocalTask {
 /// Only from a SIGSEGV/SIGBUS handler running on an alternate signal stack, on the thread that
 /// faulted, and the caller must then set the returned registers in the interrupted context.
 pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Option<TrapHandlerRegs> {
-    let (trap, limit) = TRAP.with(Cell::take)?;
+    let (trap, limit) = EXCHANGE.with(|x| x.trap.take())?;
     if !trap.stack_ptr_in_bounds(stack_ptr) || !in_guard_page(fault, limit, page_size()) {
-        TRAP.with(|t| t.set(Some((trap, limit))));
+        EXCHANGE.with(|x| x.trap.set(Some((trap, limit))));
         return None;
     }
     // SAFETY: corosensei's contract for `setup_trap_handler`, clause by clause:
     // - "The result of [`stack_ptr_in_bounds`] is only meaningful if the coroutine has not been
-    //   dropped yet": `TRAP` holds the handler only while `LocalTask::resume` runs, which holds
+    //   dropped yet": the exchange holds the handler only while `LocalTask::resume` runs, which holds
     //   the coroutine by `&mut`; the guard in `resume` clears it on every way out.
     // - "the exception context must have its stack pointer within the interrupted coroutine, as
     //   checked by `stack_ptr_in_bounds`": checked above, on the interrupted context's rsp; the
@@ -153,7 +226,8 @@ pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Opti
     //   `TrapHandlerRegs`": our caller's contract (above); `overflow::handler` sets rip, rsp,
     //   rbp, rdi and rsi, every field of x86-64's `TrapHandlerRegs`.
     // - "It is safe for the provided function to panic ... However no further traps may happen
-    //   after this": the function only returns `Ended::Overflowed`, and does not panic.
+    //   after this": the function only records `Ended::Overflowed` in the exchange (a store
+    //   into a thread-local cell that is empty then, see `Slot`), and does not panic.
     // - "The coroutine must not write to any memory outside of itself except through volatile
     //   operations or assembly": a task cannot promise this; it writes shared memory like any
     //   Rust code. What is written stays written: the abandoned frames never run again, so
@@ -164,7 +238,7 @@ pub(crate) unsafe fn trap_stack_overflow(stack_ptr: usize, fault: usize) -> Opti
     //   frames are not dropped either; the stack is reset and reused, so code that relies on a
     //   pinned stack value's destructor (a `std::thread::scope` whose threads borrow from the
     //   stack) must not overflow.
-    Some(unsafe { trap.setup_trap_handler(|| Ended::Overflowed) })
+    Some(unsafe { trap.setup_trap_handler(|| EXCHANGE.with(|x| x.ended.put(Ended::Overflowed))) })
 }
 
 /// Drops a panic's payload, whose own destructor may panic again: that second payload is
@@ -181,15 +255,25 @@ pub(crate) fn discard_panic(payload: Box<dyn Any + Send>) {
 /// # Panics
 /// When called outside a local task (the caller checks the context first).
 pub(crate) fn suspend(call: SysCall) -> SysReturn {
-    let y = YIELDER.with(Cell::get);
+    let y = EXCHANGE.with(|x| {
+        if matches!(call, SysCall::Yield) {
+            // That variant owns nothing: forgetting it skips the enum's drop glue.
+            std::mem::forget(call);
+        } else {
+            x.call.put(call);
+        }
+        x.yielder.get()
+    });
     assert!(!y.is_null(), "suspend called outside a local task");
     // SAFETY: `y` was stored by this task's coroutine body from the `&Yielder` corosensei passed
     // it; that yielder lives on this coroutine's stack for as long as the body runs, and the body
     // is running (we are on its stack), so the pointer is valid here.
-    let answer = unsafe { &*y }.suspend(call);
-    // The scheduler cleared the slot when this task suspended; it runs again now.
-    YIELDER.with(|c| c.set(y));
-    answer
+    unsafe { &*y }.suspend(());
+    EXCHANGE.with(|x| {
+        // The scheduler cleared the yielder when this task suspended; it runs again now.
+        x.yielder.set(y);
+        x.answer.take().unwrap_or(SysReturn::Nothing)
+    })
 }
 
 /// Reusable task stacks, so that a spawn does not cost an `mmap` each time. Their size follows

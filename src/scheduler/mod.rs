@@ -298,7 +298,7 @@ impl Scheduler {
         let tid = key.tid;
         self.current = Tid::MAIN;
         match step {
-            Step::Call(SysCall::Yield) => {
+            Step::Yield | Step::Call(SysCall::Yield) => {
                 // The commonest call, handled with the entry at hand.
                 let e = self.tasks.at(key)?;
                 if let Some(slot) = e.local_slot() {
