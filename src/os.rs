@@ -83,14 +83,14 @@ fn borrow_switch<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R
 /// do.
 fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
     'outer: loop {
-        let (mut key, mut task, mut input) = match next {
+        let (mut key, mut task) = match next {
             Next::Main(answer) => return answer,
-            Next::Run(key, task, input) => (key, task, input),
+            Next::Run(key, task) => (key, task),
         };
         let step = loop {
             let step = {
                 let _task = context::enter(Context::Task(key.tid));
-                task.resume(input)
+                task.resume()
             };
             if !matches!(step, Step::Yield) {
                 break step;
@@ -119,7 +119,6 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
                     break step;
                 }
             }
-            input = SysReturn::Nothing;
         };
         let (dropped, n) = borrow(os, |s| {
             let n = s.after_run(key, task, step).unwrap_or_else(|| s.next());
@@ -170,7 +169,7 @@ pub fn yield_now() {
         Context::Task(_) => suspend(SysCall::Yield),
         Context::Main => OS.with(|os| match borrow_switch(os, Scheduler::main_yield_quiet) {
             Some(Quiet::Main) => SysReturn::Nothing,
-            Some(Quiet::Run(key, task)) => drive(os, Next::Run(key, task, SysReturn::Nothing)),
+            Some(Quiet::Run(key, task)) => drive(os, Next::Run(key, task)),
             Some(Quiet::Switch(next)) => drive(os, *next),
             Some(Quiet::Same(_) | Quiet::Busy(_)) => unreachable!("the main program has no coroutine"),
             None => {

@@ -97,11 +97,32 @@ thread_local! {
     };
 }
 
-/// A local task: a coroutine on its own stack.
-pub(crate) struct LocalTask {
-    co: Co,
-    /// The bottom of the stack's mapping (its guard page).
-    limit: usize,
+/// A local task: a coroutine on its own stack. Its record is boxed, so that the task moves as
+/// one pointer between the table's entries and the driver; the box goes back to the
+/// [`StackPool`] with the stack when the task ends, so a spawn allocates neither.
+pub(crate) struct LocalTask(Box<Record>);
+
+/// A task's record, or a spare one holding a stack for the next task.
+enum Record {
+    /// A task's coroutine and the bottom of its stack's mapping (its guard page).
+    Live { co: Co, limit: usize },
+    /// A stack waiting in the pool, in the box the next task's record will use.
+    Spare(DefaultStack),
+    /// Between two uses (never seen outside this module's functions).
+    Empty,
+}
+
+/// A stack, in its box, from the [`StackPool`]: what [`LocalTask::new`] is made from.
+pub(crate) struct Spare(Box<Record>);
+
+impl LocalTask {
+    #[inline(always)]
+    fn co(&mut self) -> (&mut Co, usize) {
+        match &mut *self.0 {
+            Record::Live { co, limit } => (co, *limit),
+            _ => unreachable!("a local task's record is live"),
+        }
+    }
 }
 
 /// What a local task did when it gave control back.
@@ -115,12 +136,16 @@ pub(crate) enum Step {
 }
 
 impl LocalTask {
-    /// A task that runs `f` on `stack` when first resumed.
-    pub(crate) fn new<F>(stack: DefaultStack, f: F) -> Self
+    /// A task that runs `f` on the spare's stack when first resumed.
+    pub(crate) fn new<F>(spare: Spare, f: F) -> Self
     where
         F: FnOnce() -> Outcome + 'static,
     {
         crate::coroutine::overflow::install();
+        let Spare(mut record) = spare;
+        let Record::Spare(stack) = std::mem::replace(&mut *record, Record::Empty) else {
+            unreachable!("a spare record holds a stack")
+        };
         let limit = stack.limit().get();
         let co = Co::with_stack(stack, move |yielder: &Y, ()| {
             // A task's first resume has nothing to say; should it have had, that answer goes.
@@ -141,12 +166,14 @@ impl LocalTask {
             };
             EXCHANGE.with(|x| x.ended.put(ended));
         });
-        LocalTask { co, limit }
+        *record = Record::Live { co, limit };
+        LocalTask(record)
     }
 
-    /// Runs the task until its next system call or its end.
+    /// Runs the task until its next system call or its end; the answer it resumes with, if it
+    /// has one, was left in the exchange by [`answer`].
     #[inline]
-    pub(crate) fn resume(&mut self, input: SysReturn) -> Step {
+    pub(crate) fn resume(&mut self) -> Step {
         /// Clears the running task's yielder and trap when the task gives control back, also
         /// when a panic escapes it: a yielder left behind would point into a finished stack.
         struct Running;
@@ -159,17 +186,10 @@ impl LocalTask {
                 });
             }
         }
-        EXCHANGE.with(|x| {
-            if matches!(input, SysReturn::Nothing) {
-                // That variant owns nothing: forgetting it skips the enum's drop glue.
-                std::mem::forget(input);
-            } else {
-                x.answer.put(input);
-            }
-            x.trap.set(Some((self.co.trap_handler(), self.limit)));
-        });
+        let (co, limit) = self.co();
+        EXCHANGE.with(|x| x.trap.set(Some((co.trap_handler(), limit))));
         let running = Running;
-        let r = self.co.resume(());
+        let r = co.resume(());
         drop(running);
         match r {
             CoroutineResult::Yield(()) => match EXCHANGE.with(|x| x.call.take()) {
@@ -182,15 +202,19 @@ impl LocalTask {
         }
     }
 
-    /// The stack of a finished task, for reuse; `None` for a task that has not finished (its
-    /// stack is unwound, running its destructors, and freed).
-    pub(crate) fn into_stack(mut self) -> Option<DefaultStack> {
-        if self.co.done() {
-            return Some(self.co.into_stack());
+    /// The stack of a finished task in its box, for reuse; `None` for a task that has not
+    /// finished (its stack is unwound, running its destructors, and freed).
+    pub(crate) fn into_stack(mut self) -> Option<Spare> {
+        if self.co().0.done() {
+            let Record::Live { co, .. } = std::mem::replace(&mut *self.0, Record::Empty) else {
+                unreachable!("a local task's record is live")
+            };
+            *self.0 = Record::Spare(co.into_stack());
+            return Some(Spare(self.0));
         }
-        if self.co.started() {
+        if self.co().0.started() {
             EXCHANGE.with(|x| x.unwinding.set(true));
-            let r = panic::catch_unwind(AssertUnwindSafe(|| self.co.force_unwind()));
+            let r = panic::catch_unwind(AssertUnwindSafe(|| self.co().0.force_unwind()));
             EXCHANGE.with(|x| x.unwinding.set(false));
             if r.is_err() {
                 log::warn!(target: "cos", "a destructor panicked while a task was unwound");
@@ -250,6 +274,18 @@ pub(crate) fn discard_panic(payload: Box<dyn Any + Send>) {
     }
 }
 
+/// Leaves `input` for the local task the driver resumes next (the scheduler calls this as it
+/// picks that task, so the answer waits in the exchange instead of moving with the task).
+#[inline]
+pub(crate) fn answer(input: SysReturn) {
+    if matches!(input, SysReturn::Nothing) {
+        // That variant owns nothing: forgetting it skips the enum's drop glue.
+        std::mem::forget(input);
+    } else {
+        EXCHANGE.with(|x| x.answer.put(input));
+    }
+}
+
 /// Hands `call` to the scheduler from inside a local task and returns its answer.
 ///
 /// # Panics
@@ -280,7 +316,7 @@ pub(crate) fn suspend(call: SysCall) -> SysReturn {
 /// [`crate::set_stack_size`].
 pub(crate) struct StackPool {
     size: usize,
-    free: Vec<DefaultStack>,
+    free: Vec<Spare>,
 }
 
 /// How many idle stacks the pool keeps.
@@ -292,7 +328,7 @@ impl StackPool {
     }
 
     /// A stack of the size asked for now; idle stacks of an older size are freed.
-    pub(crate) fn take(&mut self) -> Result<DefaultStack, Error> {
+    pub(crate) fn take(&mut self) -> Result<Spare, Error> {
         let size = crate::context::stack_size();
         if size != self.size {
             self.size = size;
@@ -300,15 +336,17 @@ impl StackPool {
         }
         match self.free.pop() {
             Some(s) => Ok(s),
-            None => DefaultStack::new(self.size).map_err(|e| Error::StackAlloc(e.to_string())),
+            None => DefaultStack::new(self.size)
+                .map(|stack| Spare(Box::new(Record::Spare(stack))))
+                .map_err(|e| Error::StackAlloc(e.to_string())),
         }
     }
 
-    pub(crate) fn give(&mut self, stack: DefaultStack) {
-        use corosensei::stack::Stack;
+    pub(crate) fn give(&mut self, spare: Spare) {
+        let Record::Spare(stack) = &*spare.0 else { return };
         let fits = stack.base().get() - stack.limit().get() >= self.size;
         if fits && self.free.len() < POOL_MAX {
-            self.free.push(stack);
+            self.free.push(spare);
         }
     }
 }

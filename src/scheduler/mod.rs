@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 
 use crate::context::Context;
 use crate::coroutine::SysCall;
-use crate::coroutine::{Ended, LocalTask, StackPool, Step};
+use crate::coroutine::{answer, Ended, LocalTask, StackPool, Step};
 use crate::error::Error;
 use crate::scheduler::groups::Groups;
 use crate::scheduler::queues::SpawnQueues;
@@ -38,8 +38,9 @@ pub use mailbox::SPAWNER_MAILBOX_LIMIT;
 pub(crate) enum Next {
     /// The main program runs again with this answer.
     Main(SysReturn),
-    /// Resume this local task with this answer.
-    Run(Key, LocalTask, SysReturn),
+    /// Resume this local task; its answer, if it has one, waits in the exchange
+    /// ([`crate::coroutine::answer`]).
+    Run(Key, LocalTask),
 }
 
 /// What a yield took the short way did (see [`Scheduler::yield_quiet`]).
@@ -253,7 +254,8 @@ impl Scheduler {
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
                 self.current = key.tid;
-                return Some(Next::Run(key, task, input));
+                answer(input);
+                return Some(Next::Run(key, task));
             }
         }
         None
@@ -287,7 +289,8 @@ impl Scheduler {
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
                 self.current = key.tid;
-                return Next::Run(key, task, input);
+                answer(input);
+                return Next::Run(key, task);
             }
         }
     }
@@ -309,7 +312,8 @@ impl Scheduler {
             Step::Call(call) => {
                 if let Some(answer) = self.handle(key, call) {
                     self.current = tid;
-                    return Some(Next::Run(key, task, answer));
+                    crate::coroutine::answer(answer);
+                    return Some(Next::Run(key, task));
                 }
                 if let Some(slot) = self.tasks.at(key).and_then(Entry::local_slot) {
                     *slot = Some(task);
