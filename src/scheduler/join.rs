@@ -28,9 +28,9 @@ impl Scheduler {
         };
         match found {
             Err(e) => return Some(SysReturn::Joined(Err(e))),
-            Ok(Some(joined)) => self.reply_at(key, SysReturn::Joined(Ok(Some(joined)))),
+            Ok(Some(joined)) => return self.answer_at(key, SysReturn::Joined(Ok(Some(joined)))),
             Ok(None) if !block || self.nothing_to_wait_for(tid, &tids) => {
-                self.reply_at(key, SysReturn::Joined(Ok(None)))
+                return self.answer_at(key, SysReturn::Joined(Ok(None)));
             }
             Ok(None) => {
                 log::debug!(target: "cos", "task {tid} waits in join on {tids:?}");

@@ -159,8 +159,22 @@ impl Scheduler {
         }
     }
 
+    /// The answer to a call of the running task `key` that does not block: given back at once
+    /// (`Some`) when the loop is [`quiet`](Self::quiet) and no other task is ready, since the
+    /// task would be the next to run anyway; else left for it as [`reply_at`](Self::reply_at)
+    /// does, and the task waits for its turn.
+    #[inline]
+    pub(crate) fn answer_at(&mut self, key: Key, answer: SysReturn) -> Option<SysReturn> {
+        if self.ready.is_empty() && self.quiet() {
+            return Some(answer);
+        }
+        self.reply_at(key, answer);
+        None
+    }
+
     /// Handles a system call made by `tid`. `Some(answer)`: the caller goes on with it at once,
-    /// before any other task runs (a join that is an error); `None`: the caller runs again when
+    /// before any other task runs (a join that is an error, or one answered at once by
+    /// [`answer_at`](Self::answer_at)); `None`: the caller runs again when
     /// its turn comes, with the answer `reply` left it.
     #[inline]
     pub(crate) fn handle(&mut self, key: Key, call: SysCall) -> Option<SysReturn> {
