@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use crate::context::{self, Context};
-use crate::coroutine::suspend;
+use crate::coroutine::{answer, suspend, take_answer};
 use crate::coroutine::{LocalTask, Step};
 use crate::coroutine::{SpawnCall, SysCall};
 use crate::error::Error;
@@ -58,8 +58,10 @@ pub(crate) fn syscall(call: SysCall) -> Result<SysReturn, Error> {
     match task_context()? {
         Context::Task(_) => Ok(suspend(call)),
         _ => Ok(OS.with(|os| {
-            let next = borrow(os, |s| s.handle(Key::MAIN, call).map(Next::Main).unwrap_or_else(|| s.next()));
-            drive(os, next)
+            let next =
+                borrow(os, |s| s.handle(Key::MAIN, call).map(main_goes_on).unwrap_or_else(|| s.next()));
+            drive(os, next);
+            take_answer()
         })),
     }
 }
@@ -81,10 +83,10 @@ fn borrow_switch<R>(os: &RefCell<Scheduler>, f: impl FnOnce(&mut Scheduler) -> R
 /// [`Scheduler::yield_quiet`]: the yielding task goes on at once when no other task is ready,
 /// else it goes to the back of the ready queue and the front one runs, as the full step would
 /// do.
-fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
+fn drive(os: &RefCell<Scheduler>, mut next: Next) {
     'outer: loop {
         let (mut key, mut task) = match next {
-            Next::Main(answer) => return answer,
+            Next::Main => return,
             Next::Run(key, task) => (key, task),
         };
         let step = loop {
@@ -107,11 +109,11 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
                 }
                 Quiet::Main => {
                     std::mem::forget(step);
-                    return SysReturn::Nothing;
+                    return;
                 }
                 Quiet::Switch(n) => {
                     std::mem::forget(step);
-                    next = *n;
+                    next = n;
                     continue 'outer;
                 }
                 Quiet::Busy(t) => {
@@ -127,6 +129,12 @@ fn drive(os: &RefCell<Scheduler>, mut next: Next) -> SysReturn {
         drop(dropped);
         next = n;
     }
+}
+
+/// The main program goes on at once with `answer` (see [`Scheduler::handle`]).
+fn main_goes_on(answer_now: SysReturn) -> Next {
+    answer(answer_now);
+    Next::Main
 }
 
 pub(crate) fn spawn_call(call: SpawnCall) -> Result<SpawnInfo, Error> {
@@ -169,14 +177,21 @@ pub fn yield_now() {
         Context::Task(_) => suspend(SysCall::Yield),
         Context::Main => OS.with(|os| match borrow_switch(os, Scheduler::main_yield_quiet) {
             Some(Quiet::Main) => SysReturn::Nothing,
-            Some(Quiet::Run(key, task)) => drive(os, Next::Run(key, task)),
-            Some(Quiet::Switch(next)) => drive(os, *next),
+            Some(Quiet::Run(key, task)) => {
+                drive(os, Next::Run(key, task));
+                take_answer()
+            }
+            Some(Quiet::Switch(next)) => {
+                drive(os, next);
+                take_answer()
+            }
             Some(Quiet::Same(_) | Quiet::Busy(_)) => unreachable!("the main program has no coroutine"),
             None => {
                 let next = borrow(os, |s| {
-                    s.handle(Key::MAIN, SysCall::Yield).map(Next::Main).unwrap_or_else(|| s.next())
+                    s.handle(Key::MAIN, SysCall::Yield).map(main_goes_on).unwrap_or_else(|| s.next())
                 });
-                drive(os, next)
+                drive(os, next);
+                take_answer()
             }
         }),
         _ => return,

@@ -274,8 +274,9 @@ pub(crate) fn discard_panic(payload: Box<dyn Any + Send>) {
     }
 }
 
-/// Leaves `input` for the local task the driver resumes next (the scheduler calls this as it
-/// picks that task, so the answer waits in the exchange instead of moving with the task).
+/// Leaves `input` for the local task the driver resumes next, or for the main program when it
+/// goes on (the scheduler calls this as it picks the one that runs, so the answer waits in the
+/// exchange instead of moving with the task or back through the loop).
 #[inline]
 pub(crate) fn answer(input: SysReturn) {
     if matches!(input, SysReturn::Nothing) {
@@ -284,6 +285,13 @@ pub(crate) fn answer(input: SysReturn) {
     } else {
         EXCHANGE.with(|x| x.answer.put(input));
     }
+}
+
+/// The answer the main program goes on with, left by the scheduler with [`answer`] when it
+/// let the main program run again; nothing to say when none was left.
+#[inline]
+pub(crate) fn take_answer() -> SysReturn {
+    EXCHANGE.with(|x| x.answer.take()).unwrap_or(SysReturn::Nothing)
 }
 
 /// Hands `call` to the scheduler from inside a local task and returns its answer.

@@ -36,8 +36,9 @@ pub use mailbox::SPAWNER_MAILBOX_LIMIT;
 
 /// What the driver does next.
 pub(crate) enum Next {
-    /// The main program runs again with this answer.
-    Main(SysReturn),
+    /// The main program runs again; its answer, if it has one, waits in the exchange
+    /// ([`crate::coroutine::answer`]).
+    Main,
     /// Resume this local task; its answer, if it has one, waits in the exchange
     /// ([`crate::coroutine::answer`]).
     Run(Key, LocalTask),
@@ -52,9 +53,8 @@ pub(crate) enum Quiet {
     Run(Key, LocalTask),
     /// It went to the back of the ready queue; the main program goes on, with no answer.
     Main,
-    /// It went to the back of the ready queue; this runs now (boxed: the rare case, kept out of
-    /// the common ones' size).
-    Switch(Box<Next>),
+    /// It went to the back of the ready queue; this runs now.
+    Switch(Next),
     /// The loop has work of its own (a machine to poll, deadlines, values to drop): the full
     /// step handles the yield.
     Busy(LocalTask),
@@ -252,7 +252,7 @@ impl Scheduler {
                 return Quiet::Run(key, task);
             }
         }
-        Quiet::Switch(Box::new(self.pop_ready().unwrap_or_else(|| self.next())))
+        Quiet::Switch(self.pop_ready().unwrap_or_else(|| self.next()))
     }
 
     /// Pops ready tasks until one can run (a cancelled task's tid may linger in the queue).
@@ -264,7 +264,8 @@ impl Scheduler {
             let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
             if e.is_main() {
                 self.current = Tid::MAIN;
-                return Some(Next::Main(input));
+                answer(input);
+                return Some(Next::Main);
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
                 self.current = key.tid;
@@ -292,14 +293,16 @@ impl Scheduler {
                     // A down slot may come back for a waiting spawn: the next poll waits for it.
                     continue;
                 }
-                return Next::Main(self.deadlock());
+                answer(self.deadlock());
+                return Next::Main;
             };
             let Some(e) = self.tasks.at(key) else { continue };
             e.scheduled = false;
             let input = std::mem::replace(&mut e.sendval, SysReturn::Nothing);
             if e.is_main() {
                 self.current = Tid::MAIN;
-                return Next::Main(input);
+                answer(input);
+                return Next::Main;
             }
             if let Some(task) = e.local_slot().and_then(Option::take) {
                 self.current = key.tid;
