@@ -56,6 +56,13 @@ pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
+/// After this many waits in a row in which nothing came within the spin, the spawner waits
+/// without spinning (but for one wait in [`SPIN_PROBE`]): with jobs that are not short, the
+/// spin only takes a core from the workers.
+const SPIN_MISSES: u32 = 4;
+/// One wait in this many spins even after [`SPIN_MISSES`], to see whether answers come fast
+/// again.
+const SPIN_PROBE: u32 = 16;
 /// How often a spawner that waits for its workers looks at a running spawner call, whose
 /// answer comes on a channel the wait on the sockets does not see.
 const CALL_LOOK: Duration = Duration::from_millis(1);
@@ -154,6 +161,8 @@ pub struct ProcessVm {
     /// The slot whose link is looked at first for the next frame, so that every worker's
     /// frames are taken in turn.
     next_slot: usize,
+    /// The waits in a row in which nothing came within the spin (see [`SPIN_MISSES`]).
+    spin_misses: u32,
     /// Events made while doing something else (a worker that died before it connected).
     events: VecDeque<Event>,
     /// When the starting processes were last looked at.
@@ -384,6 +393,7 @@ impl ProcessVmBuilder {
             inbound,
             wake,
             next_slot: 0,
+            spin_misses: 0,
             events: VecDeque::new(),
             checked: Instant::now(),
             finalized: false,
@@ -718,9 +728,13 @@ impl ProcessVm {
     }
 
     /// Waits until a worker's socket or its process, or the accepting thread, has something,
-    /// or `until` passes (`None`: without end), spinning for `spin` first; reads what came and
-    /// judges the workers' silence (see [`wait_ready`]).
-    fn wait_io(&mut self, until: Option<Instant>, spin: Duration) {
+    /// or `until` passes (`None`: without end), spinning first when `spin` and the recent
+    /// answers came within the spin; reads what came and judges the workers' silence (see
+    /// [`wait_ready`]).
+    fn wait_io(&mut self, until: Option<Instant>, spin: bool) {
+        let probe = self.spin_misses % SPIN_PROBE == SPIN_MISSES;
+        let spinning = spin && (self.spin_misses < SPIN_MISSES || probe);
+        let spin_for = if spinning { SOCKET_SPIN } else { Duration::ZERO };
         let mut links: Vec<&mut Link> = self
             .workers
             .iter_mut()
@@ -729,7 +743,11 @@ impl ProcessVm {
                 _ => None,
             })
             .collect();
-        if wait_ready(&mut links, &[self.wake.as_raw_fd()], until, spin, &self.bounds) {
+        let woke = wait_ready(&mut links, &[self.wake.as_raw_fd()], until, spin_for, &self.bounds);
+        if spin {
+            self.spin_misses = if woke.blocked { self.spin_misses.saturating_add(1) } else { 0 };
+        }
+        if woke.wake {
             // The connections themselves come on the channel.
             let mut drain = [0u8; 64];
             while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
@@ -908,8 +926,7 @@ impl VirtualMachine for ProcessVm {
             let call = self.spawner_calls.waiting().map(|_| now + CALL_LOOK);
             let until =
                 until.into_iter().chain(check).chain(self.next_restart()).chain(silent).chain(call).min();
-            let spin = if wait == Wait::Poll { Duration::ZERO } else { SOCKET_SPIN };
-            self.wait_io(until, spin);
+            self.wait_io(until, wait != Wait::Poll);
             looked = true;
         }
     }

@@ -302,18 +302,27 @@ impl Link {
     }
 }
 
+/// How a [`wait_ready`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Woke {
+    /// One of the wake descriptors is readable.
+    pub(crate) wake: bool,
+    /// Nothing came within the spin: the thread blocked (or the wait ended without anything).
+    pub(crate) blocked: bool,
+}
+
 /// Waits until one of `links` has something (bytes, its end, its process's end) or one of
 /// `wake` is readable, or `until` passes (`None`: without end; now: only a look), spinning
 /// for `spin` first, as an answer to a job just sent often comes within microseconds and a
 /// blocked wait that the kernel must wake costs tens of them. Then reads what came, and judges
-/// every link's silence. Whether one of `wake` is readable.
+/// every link's silence.
 pub(crate) fn wait_ready(
     links: &mut [&mut Link],
     wake: &[RawFd],
     until: Option<Instant>,
     spin: Duration,
     bounds: &Bounds,
-) -> bool {
+) -> Woke {
     let mut fds = Vec::with_capacity(2 * links.len() + wake.len());
     fds.extend(wake.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
     for link in links.iter() {
@@ -325,6 +334,7 @@ pub(crate) fn wait_ready(
     }
     let started = Instant::now();
     let spin_until = until.map_or(started + spin, |u| u.min(started + spin));
+    let mut blocked = false;
     loop {
         let now = Instant::now();
         let blocking = now >= spin_until;
@@ -338,6 +348,7 @@ pub(crate) fn wait_ready(
         // SAFETY: poll(2) reads and writes `nfds` (here `fds.len()`) `struct pollfd`s at `fds`,
         // a vector of that many that lives across the call; a negative `fd` is ignored.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        blocked |= ms != 0;
         if ready > 0 || (blocking && ready == 0) {
             break;
         }
@@ -364,7 +375,7 @@ pub(crate) fn wait_ready(
     for link in links.iter_mut() {
         link.judge(bounds, now);
     }
-    woken
+    Woke { wake: woken, blocked }
 }
 
 #[cfg(test)]
@@ -492,6 +503,10 @@ mod tests {
         let (_w, r) = UnixStream::pair().unwrap();
         let mut link = Link::new(r, None);
         a.write_all(&[1]).unwrap();
-        assert!(wait_ready(&mut [&mut link], &[b.as_raw_fd()], None, Duration::ZERO, &Bounds::default()));
+        let woke = wait_ready(&mut [&mut link], &[b.as_raw_fd()], None, Duration::ZERO, &Bounds::default());
+        assert!(woke.wake);
+        let woke =
+            wait_ready(&mut [&mut link], &[b.as_raw_fd()], None, Duration::from_secs(5), &Bounds::default());
+        assert!(woke.wake && !woke.blocked, "what is there is seen within the spin");
     }
 }
