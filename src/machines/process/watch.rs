@@ -82,7 +82,7 @@ fn kill(pidfd: &OwnedFd) {
 /// The most bytes one look at a readable socket takes, so that a worker that writes without
 /// end does not keep the spawner from its other workers.
 const READ_BUDGET: usize = 1 << 20;
-/// The bytes one read takes at most.
+/// The room one read has at least.
 const CHUNK: usize = 16 << 10;
 
 /// What came from a worker and is not taken yet, and how its connection ended.
@@ -111,15 +111,17 @@ impl Incoming {
         if self.end.is_some() {
             return true;
         }
-        let mut chunk = [0u8; CHUNK];
         let mut taken = 0;
         while taken < READ_BUDGET {
-            // SAFETY: recv(2) writes at most `len` (here `chunk.len()`) bytes at `buf` (here
-            // `chunk`, which lives across the call) and reads no other memory of ours;
-            // MSG_DONTWAIT makes this one call non-blocking.
+            self.buf.reserve(CHUNK);
+            let spare = self.buf.spare_capacity_mut();
+            // SAFETY: recv(2) writes at most `len` (here `spare.len()`) bytes at `buf` (here the
+            // vector's spare capacity, which lives across the call) and reads no other memory
+            // of ours; MSG_DONTWAIT makes this one call non-blocking.
             let n = unsafe {
-                libc::recv(stream.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len(), libc::MSG_DONTWAIT)
+                libc::recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT)
             };
+            let room = spare.len();
             match usize::try_from(n) {
                 Ok(0) => {
                     self.end = Some(None);
@@ -132,8 +134,15 @@ impl Incoming {
                         self.started = Some(now);
                     }
                     self.last = now;
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    // SAFETY: `set_len` needs the new length within the capacity and the
+                    // elements up to it initialized: recv wrote `n` bytes (at most `room`, the
+                    // spare capacity) right after the vector's `len()` bytes.
+                    unsafe { self.buf.set_len(self.buf.len() + n) };
                     taken += n;
+                    // A read shorter than the room took all the socket had.
+                    if n < room {
+                        return true;
+                    }
                 }
                 Err(_) => {
                     let e = io::Error::last_os_error();
