@@ -2,7 +2,7 @@
 //! accepting thread, the command line and environment of a worker.
 
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -76,18 +76,22 @@ pub(crate) struct Acceptor {
 
 impl Acceptor {
     /// Accepts connections on `listener` and passes each on with its hello as
-    /// [`Inbound::Connected`].
+    /// [`Inbound::Connected`], then writes a byte to `wake` (non-blocking: a byte that is
+    /// there already wakes the machine as well), whose other end the machine waits on.
     /// Only connections that pass [`check`] are passed on.
     pub(crate) fn start(
         listener: UnixListener,
         inbound: Sender<Inbound>,
+        wake: UnixStream,
         secret: Secret,
     ) -> Result<Self, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
+        wake.set_nonblocking(true).map_err(|e| io_error("cannot set up the accepting thread", e))?;
+        let wake = Arc::new(wake);
         let handle = thread::Builder::new()
             .name("cos-process-accept".into())
-            .spawn(move || accept_loop(&listener, &stop2, &inbound, secret))
+            .spawn(move || accept_loop(&listener, &stop2, &inbound, &wake, secret))
             .map_err(|e| io_error("cannot start the accepting thread", e))?;
         Ok(Acceptor { stop, handle: Some(handle) })
     }
@@ -107,7 +111,13 @@ impl Acceptor {
 /// no connection delays another; at most [`MAX_PENDING`] connections wait for their hello at
 /// once (more are dropped at once). An accept error (too many open files, ...) is logged and
 /// accepting goes on after a pause: the thread ends only when the machine stops it.
-fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbound>, secret: Secret) {
+fn accept_loop(
+    listener: &UnixListener,
+    stop: &AtomicBool,
+    inbound: &Sender<Inbound>,
+    wake: &Arc<UnixStream>,
+    secret: Secret,
+) {
     let pending = Arc::new(AtomicUsize::new(0));
     let mut failing = false;
     loop {
@@ -138,8 +148,9 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbo
         }
         pending.fetch_add(1, Ordering::SeqCst);
         let (pending2, inbound, secret) = (Arc::clone(&pending), inbound.clone(), secret);
+        let wake = Arc::clone(wake);
         let started = thread::Builder::new().name("cos-process-hello".into()).spawn(move || {
-            take_hello(stream, &inbound, &secret);
+            take_hello(stream, &inbound, &wake, &secret);
             pending2.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = started {
@@ -150,8 +161,8 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, inbound: &Sender<Inbo
 }
 
 /// Waits at most [`HELLO_TIMEOUT`] in all for the connection's hello, checks it and passes it
-/// on as [`Inbound::Connected`].
-fn take_hello(mut stream: UnixStream, inbound: &Sender<Inbound>, secret: &Secret) {
+/// on as [`Inbound::Connected`], waking the machine through `wake`.
+fn take_hello(mut stream: UnixStream, inbound: &Sender<Inbound>, wake: &UnixStream, secret: &Secret) {
     let hello = read_hello(&mut stream, Instant::now() + HELLO_TIMEOUT)
         .and_then(|f| decode::<Hello>(&f))
         .and_then(|h| {
@@ -160,7 +171,10 @@ fn take_hello(mut stream: UnixStream, inbound: &Sender<Inbound>, secret: &Secret
         .and_then(|h| check(&stream, h, secret));
     match hello {
         Ok(hello) => {
-            let _ = inbound.send(Inbound::Connected { hello, stream });
+            if inbound.send(Inbound::Connected { hello, stream }).is_ok() {
+                // A full socket already holds a byte that wakes the machine.
+                let _ = (&*wake).write(&[1]);
+            }
         }
         Err(e) => log::warn!(target: "cos", "connection without a valid hello dropped: {e}"),
     }

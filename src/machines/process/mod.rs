@@ -21,7 +21,9 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::Read;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -29,31 +31,41 @@ use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 
 use crate::environment::EnvironmentSpec;
 use crate::error::Error;
 use crate::machines::setup::{validated, WorkerSetup};
 use crate::machines::slots::Slots;
 use crate::machines::spawner_calls::{Answer, Caller, SpawnerCalls};
-use crate::machines::wait::{recv_either, Got};
 use crate::vm::failure::too_large;
 use crate::vm::message::{encode, Job};
 use crate::vm::{
     io_error, machine, Event, HostId, LostCause, MachineErrorKind, Registry, RemoteCall, TaskId,
     VirtualMachine, Wait,
 };
-use frame::{write_frame, Down, Hello, Up, MAX_FRAME};
+use frame::{Down, Hello, Up, MAX_FRAME};
 
 // A value within the limit every machine keeps to fits in a frame with its envelope.
 const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
-use outbound::{bound_writes, write_bounded, WriteFailure};
-use watch::Bounds;
+use outbound::WriteFailure;
+use spin::SOCKET_SPIN;
+use watch::{wait_ready, Bounds, Link, Taken};
 pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
+/// After this many waits in a row in which nothing came within the spin, the spawner waits
+/// without spinning (but for one wait in [`SPIN_PROBE`]): with jobs that are not short, the
+/// spin only takes a core from the workers.
+const SPIN_MISSES: u32 = 4;
+/// One wait in this many spins even after [`SPIN_MISSES`], to see whether answers come fast
+/// again.
+const SPIN_PROBE: u32 = 16;
+/// How often a spawner that waits for its workers looks at a running spawner call, whose
+/// answer comes on a channel the wait on the sockets does not see.
+const CALL_LOOK: Duration = Duration::from_millis(1);
 /// The default wait before a slot's worker is started again after its first failed start; it
 /// doubles with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker
 /// served (see [`ProcessVmBuilder::start_back_off`]).
@@ -82,7 +94,7 @@ impl Restarts {
     }
 }
 
-/// What the accepting thread and the per-worker reader threads tell the machine.
+/// What the accepting thread and the workers' links tell the machine.
 pub(crate) enum Inbound {
     /// A new connection said hello.
     Connected { hello: Hello, stream: UnixStream },
@@ -142,8 +154,15 @@ pub struct ProcessVm {
     restarts: Restarts,
     acceptor: Option<Acceptor>,
     workers: Vec<SlotWorker>,
-    inbound_tx: Sender<Inbound>,
+    /// The accepting thread's connections.
     inbound: Receiver<Inbound>,
+    /// Readable when the accepting thread passed a connection on (non-blocking).
+    wake: UnixStream,
+    /// The slot whose link is looked at first for the next frame, so that every worker's
+    /// frames are taken in turn.
+    next_slot: usize,
+    /// The waits in a row in which nothing came within the spin (see [`SPIN_MISSES`]).
+    spin_misses: u32,
     /// Events made while doing something else (a worker that died before it connected).
     events: VecDeque<Event>,
     /// When the starting processes were last looked at.
@@ -179,22 +198,18 @@ enum State {
 
 struct Proc {
     child: Child,
-    stream: UnixStream,
-    reader: Option<thread::JoinHandle<()>>,
+    /// Its connection, read by the machine's own thread.
+    link: Link,
 }
 
 impl Proc {
-    /// Hangs up, kills the process when asked, reaps it and its reader thread.
+    /// Hangs up, kills the process when asked and reaps it.
     fn stop(mut self, kill: bool) -> Option<ExitStatus> {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.link.stream().shutdown(Shutdown::Both);
         if kill {
             let _ = self.child.kill();
         }
-        let status = self.child.wait().ok();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        status
+        self.child.wait().ok()
     }
 }
 
@@ -353,7 +368,9 @@ impl ProcessVmBuilder {
         let (dir, socket, listener) = listen()?;
         let secret = auth::Secret::new().map_err(|e| io_error("cannot make the run's secret", e))?;
         let (inbound_tx, inbound) = unbounded();
-        let acceptor = Acceptor::start(listener, inbound_tx.clone(), secret)?;
+        let (wake_tx, wake) = UnixStream::pair().map_err(|e| io_error("cannot make a wake-up socket", e))?;
+        wake.set_nonblocking(true).map_err(|e| io_error("cannot make a wake-up socket", e))?;
+        let acceptor = Acceptor::start(listener, inbound_tx, wake_tx, secret)?;
         let slots = Slots::grid(self.hosts, self.per_host);
         let n = slots.len();
         let mut vm = ProcessVm {
@@ -373,8 +390,10 @@ impl ProcessVmBuilder {
             restarts: self.restarts,
             acceptor: Some(acceptor),
             workers: (0..n).map(|_| SlotWorker { state: State::Down, generation: 0, failures: 0 }).collect(),
-            inbound_tx,
             inbound,
+            wake,
+            next_slot: 0,
+            spin_misses: 0,
             events: VecDeque::new(),
             checked: Instant::now(),
             finalized: false,
@@ -436,8 +455,8 @@ impl ProcessVm {
         }
     }
 
-    /// Puts a connected process in its slot, with a thread reading its frames, and sends it the
-    /// job that waited for it.
+    /// Puts a connected process in its slot, its connection read by the machine, and sends it
+    /// the job that waited for it.
     fn on_connected(&mut self, hello: Hello, stream: UnixStream) {
         let slot = (hello.slot as usize).wrapping_sub(1);
         let expected = match self.workers.get(slot).map(|w| &w.state) {
@@ -453,44 +472,26 @@ impl ProcessVm {
         else {
             unreachable!("checked above")
         };
-        let generation = self.workers[slot].generation;
-        let mut stream = stream;
+        let mut link = Link::new(stream, watch::pidfd(child.id()));
         // The spawner's writes to the worker are bounded as its frames are (see `deliver`).
-        let setup = bound_writes(&stream, self.bounds.frame)
-            .map_err(|e| io_error("cannot bound the writes to a worker", e))
-            .and_then(|()| encode(&Down::Setup(self.setup.clone())))
-            .and_then(|f| write_frame(&mut stream, &f));
+        let setup = encode(&Down::Setup(self.setup.clone())).and_then(|f| {
+            link.write(&f, self.bounds.frame).map_err(|e| match e {
+                WriteFailure::Failed(e) => e,
+                WriteFailure::Stalled(bound) => {
+                    machine(MachineErrorKind::Io, format!("it took nothing of its setup for {bound:?}"))
+                }
+            })
+        });
+        let proc = Proc { child, link };
         if let Err(e) = setup {
-            let _ = stream.shutdown(Shutdown::Both);
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
+            proc.stop(true);
             let cause = LostCause::Connection(format!("cannot set up worker process {}: {e}", slot + 1));
             if let Some(ev) = self.lose(slot, Some(cause)) {
                 self.events.push_back(ev);
             }
             return;
         }
-        let inbound = self.inbound_tx.clone();
-        let (pidfd, bounds) = (watch::pidfd(child.id()), self.bounds);
-        let reader = stream.try_clone().and_then(|r| {
-            thread::Builder::new()
-                .name(format!("cos-process-reader-{}", slot + 1))
-                .spawn(move || watch::reader_loop(slot, generation, r, pidfd, bounds, &inbound))
-        });
-        let proc = Proc { child, stream, reader: None };
-        match reader {
-            Ok(handle) => self.workers[slot].state = State::Ready(Proc { reader: Some(handle), ..proc }),
-            Err(e) => {
-                proc.stop(true);
-                let cause =
-                    LostCause::Connection(format!("cannot read from worker process {}: {e}", slot + 1));
-                if let Some(ev) = self.lose(slot, Some(cause)) {
-                    self.events.push_back(ev);
-                }
-                return;
-            }
-        }
+        self.workers[slot].state = State::Ready(proc);
         log::debug!(target: "cos", "worker process {} connected", slot + 1);
         if self.workers[slot].failures > 0 {
             log::info!(target: "cos", "worker process {} is back after {} failed starts", slot + 1, self.workers[slot].failures);
@@ -639,7 +640,7 @@ impl ProcessVm {
         let State::Ready(p) = &mut self.workers[slot].state else {
             return Err(machine(MachineErrorKind::Protocol, "the worker is not connected"));
         };
-        match write_bounded(&mut p.stream, frame, self.bounds.frame) {
+        match p.link.write(frame, self.bounds.frame) {
             Ok(()) => Ok(()),
             Err(WriteFailure::Failed(e)) => Err(e),
             Err(WriteFailure::Stalled(bound)) => {
@@ -657,7 +658,7 @@ impl ProcessVm {
     /// that takes nothing of it for the frame timeout is lost with the job.
     fn send(&mut self, slot: usize, job: Vec<u8>) {
         let failed = match &mut self.workers[slot].state {
-            State::Ready(p) => match write_bounded(&mut p.stream, &job, self.bounds.frame) {
+            State::Ready(p) => match p.link.write(&job, self.bounds.frame) {
                 Ok(()) => None,
                 Err(WriteFailure::Failed(e)) => Some(e),
                 Err(WriteFailure::Stalled(bound)) => {
@@ -696,7 +697,7 @@ impl ProcessVm {
             if reply && self.slots.task(slot) == Some(task) {
                 let sent = encode(&Down::SpawnerReply(result)).and_then(|f| self.deliver(slot, &f));
                 if let Err(e) = sent {
-                    // The reader thread reports the loss of the process, if that is what happened.
+                    // The link reports the loss of the process, if that is what happened.
                     log::error!(target: "cos", "cannot answer the spawner call of task {task}: {e}");
                 }
             }
@@ -708,7 +709,53 @@ impl ProcessVm {
         }
     }
 
-    /// Handles one message from the other threads; the event for the scheduler, if any.
+    /// The next frame (or end) read from a worker's socket, the workers taken in turn.
+    fn take_read(&mut self) -> Option<Inbound> {
+        let n = self.workers.len();
+        for k in 0..n {
+            let slot = (self.next_slot + k) % n;
+            let w = &mut self.workers[slot];
+            let State::Ready(p) = &mut w.state else { continue };
+            let Some(taken) = p.link.take() else { continue };
+            self.next_slot = (slot + 1) % n;
+            let generation = w.generation;
+            return Some(match taken {
+                Taken::Frame(up) => Inbound::Frame { slot, generation, up },
+                Taken::Closed(cause) => Inbound::Closed { slot, generation, cause },
+            });
+        }
+        None
+    }
+
+    /// Waits until a worker's socket or its process, or the accepting thread, has something,
+    /// or `until` passes (`None`: without end), spinning first when `spin` and the recent
+    /// answers came within the spin; reads what came and judges the workers' silence (see
+    /// [`wait_ready`]).
+    fn wait_io(&mut self, until: Option<Instant>, spin: bool) {
+        let probe = self.spin_misses % SPIN_PROBE == SPIN_MISSES;
+        let spinning = spin && (self.spin_misses < SPIN_MISSES || probe);
+        let spin_for = if spinning { SOCKET_SPIN } else { Duration::ZERO };
+        let mut links: Vec<&mut Link> = self
+            .workers
+            .iter_mut()
+            .filter_map(|w| match &mut w.state {
+                State::Ready(p) => Some(&mut p.link),
+                _ => None,
+            })
+            .collect();
+        let woke = wait_ready(&mut links, &[self.wake.as_raw_fd()], until, spin_for, &self.bounds);
+        if spin {
+            self.spin_misses = if woke.blocked { self.spin_misses.saturating_add(1) } else { 0 };
+        }
+        if woke.wake {
+            // The connections themselves come on the channel.
+            let mut drain = [0u8; 64];
+            while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
+        }
+    }
+
+    /// Handles one message from the accepting thread or a worker's link; the event for the
+    /// scheduler, if any.
     fn on_inbound(&mut self, inbound: Inbound) -> Option<Event> {
         match inbound {
             Inbound::Connected { hello, stream } => {
@@ -725,7 +772,7 @@ impl ProcessVm {
                     Up::Message { task, .. } | Up::Finished { task, .. } | Up::Lost { task, .. } => {
                         (*task, false)
                     }
-                    // The reader takes heartbeats; none is forwarded.
+                    // The link takes heartbeats; none is passed on.
                     Up::Heartbeat => return None,
                 };
                 let Inbound::Frame { up, .. } =
@@ -761,7 +808,7 @@ impl ProcessVm {
                         Some(Event::Finished { task, result })
                     }
                     Up::Lost { why, .. } => self.lose(slot, Some(LostCause::Panicked(why))),
-                    // The reader takes heartbeats; none is forwarded.
+                    // The link takes heartbeats; none is passed on.
                     Up::Heartbeat => None,
                 }
             }
@@ -830,60 +877,57 @@ impl VirtualMachine for ProcessVm {
         if !matches!(self.workers[slot].state, State::Ready(_)) {
             return Err(no_such_task());
         }
-        // A write that fails: the reader thread reports the loss of the process; one that
-        // stalls: the worker is lost here.
+        // A write that fails: the link reports the loss of the process; one that stalls: the
+        // worker is lost here.
         self.deliver(slot, &frame)
     }
 
     fn receive(&mut self, wait: Wait) -> Result<Option<Event>, Error> {
         let closed = || machine(MachineErrorKind::Protocol, "the event channel closed");
+        // Whether the sockets were looked at in this call.
+        let mut looked = false;
         loop {
             self.take_spawner_answers();
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
             }
             self.restart_due();
+            let inbound = match self.inbound.try_recv() {
+                Ok(i) => Some(i),
+                Err(TryRecvError::Empty) => self.take_read(),
+                Err(TryRecvError::Disconnected) => return Err(closed()),
+            };
+            if let Some(i) = inbound {
+                if let Some(e) = self.on_inbound(i) {
+                    return Ok(Some(e));
+                }
+                continue;
+            }
+            // Processes that are starting are looked at now and then, never waited for.
             let starting = self.workers.iter().any(|w| matches!(w.state, State::Starting { .. }));
-            let restart = self.next_restart();
-            let deadline = match wait {
-                Wait::Poll => None,
+            let check = starting.then(|| self.checked + START_CHECK);
+            let now = Instant::now();
+            if check.is_some_and(|c| now >= c) {
+                self.check_starting();
+                continue;
+            }
+            let until = match wait {
+                Wait::Poll if looked => return Ok(None),
+                Wait::Until(at) if looked && now >= at => return Ok(None),
+                Wait::Poll => Some(now),
                 Wait::Until(at) => Some(at),
                 Wait::Forever => None,
             };
-            let inbound = if wait == Wait::Poll {
-                match self.inbound.try_recv() {
-                    Ok(i) => i,
-                    Err(TryRecvError::Empty) => {
-                        if starting && self.checked.elapsed() >= START_CHECK {
-                            self.check_starting();
-                        }
-                        return Ok(self.events.pop_front());
-                    }
-                    Err(TryRecvError::Disconnected) => return Err(closed()),
-                }
-            } else {
-                // Processes that are starting are looked at now and then, never waited for.
-                let check = starting.then(|| Instant::now() + START_CHECK);
-                let wake = [deadline, check, restart].into_iter().flatten().min();
-                // A running spawner call's answer wakes the wait too.
-                match recv_either(&self.inbound, self.spawner_calls.waiting(), wake) {
-                    Got::Message(i) => i,
-                    Got::Other => continue,
-                    Got::Timeout => {
-                        if starting {
-                            self.check_starting();
-                        }
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            return Ok(self.events.pop_front());
-                        }
-                        continue;
-                    }
-                    Got::Closed => return Err(closed()),
-                }
-            };
-            if let Some(e) = self.on_inbound(inbound) {
-                return Ok(Some(e));
-            }
+            let silent = self.workers.iter().filter_map(|w| match &w.state {
+                State::Ready(p) => p.link.deadline(&self.bounds),
+                _ => None,
+            });
+            // A running spawner call's answer comes on a channel: looked at every CALL_LOOK.
+            let call = self.spawner_calls.waiting().map(|_| now + CALL_LOOK);
+            let until =
+                until.into_iter().chain(check).chain(self.next_restart()).chain(silent).chain(call).min();
+            self.wait_io(until, wait != Wait::Poll);
+            looked = true;
         }
     }
 
@@ -913,7 +957,7 @@ impl VirtualMachine for ProcessVm {
         for (slot, w) in self.workers.iter_mut().enumerate() {
             match &mut w.state {
                 State::Ready(p) => {
-                    let _ = p.stream.shutdown(Shutdown::Both);
+                    let _ = p.link.stream().shutdown(Shutdown::Both);
                     if self.slots.task(slot).is_some() {
                         let _ = p.child.kill();
                     }

@@ -1,5 +1,5 @@
 //! A short spin on a socket before a blocking wait: a worker that has just answered a job often
-//! gets the next one within microseconds, and so does the spawner's reader of a worker that has
+//! gets the next one within microseconds, and so does the spawner waiting on a worker that has
 //! just been sent one; a blocked read that the kernel must wake costs tens of microseconds.
 
 use std::os::fd::AsRawFd;

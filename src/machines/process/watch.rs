@@ -1,25 +1,27 @@
-//! The spawner's reader of one worker: forwards the worker's frames to the machine, and tells
-//! how the worker ended, watching the process as well as its connection.
+//! The spawner's side of one worker's connection, read by the spawner's own thread: the bytes
+//! that came are kept per worker until they make whole frames, so that a worker that sent part
+//! of a frame and stalled never blocks the spawner; the worker is watched as well as its
+//! connection.
 //!
+//! - [`Link`] keeps a worker's socket, its pidfd and the bytes read of its next frame; it is
+//!   read without blocking when [`wait_ready`] finds it readable (or while a write to the
+//!   worker waits for room, see [`Link::write`]).
 //! - The worker process is watched through a pidfd: its end is the worker's end as soon as
 //!   every byte it wrote before is read, even when a process it forked still holds the socket
 //!   open.
 //! - A worker sends a heartbeat frame every [`Bounds::heartbeat`]; when nothing comes for
 //!   `heartbeat * missed`, the worker is taken as silent (stopped, stuck, or cut off), as is a
-//!   frame begun and not completed within [`Bounds::frame`]. A silent worker is killed here at
-//!   once, so that a spawner blocked writing to it is freed as well.
+//!   frame begun and not completed within [`Bounds::frame`]. A silent worker is killed at
+//!   once. Silence is judged only right after a look at the socket, so that a spawner that
+//!   did not look for a while (its own tasks ran) first reads what came meanwhile.
 
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
-use crate::error::Error;
-use crate::machines::process::frame::{read_frame, Up};
-use crate::machines::process::spin::{readable_within, SOCKET_SPIN};
-use crate::machines::process::Inbound;
+use crate::machines::process::frame::{Up, MAX_FRAME};
+use crate::machines::process::outbound::{write_watching, WriteFailure};
 use crate::vm::message::decode;
 use crate::vm::LostCause;
 
@@ -77,141 +79,312 @@ fn kill(pidfd: &OwnedFd) {
     }
 }
 
-/// Reads from the worker's socket, each read bounded by the worker's silence or its frame's
-/// deadline, and ended by the end of the worker's process.
-struct Watched<'a> {
-    stream: &'a UnixStream,
-    pidfd: Option<&'a OwnedFd>,
-    bounds: Bounds,
-    /// When the frame being read began (its first byte).
+/// The most bytes one look at a readable socket takes, so that a worker that writes without
+/// end does not keep the spawner from its other workers.
+const READ_BUDGET: usize = 1 << 20;
+/// The room one read has at least.
+const CHUNK: usize = 16 << 10;
+
+/// What came from a worker and is not taken yet, and how its connection ended.
+#[derive(Debug)]
+struct Incoming {
+    /// The bytes read that are not whole frames yet (from the first byte of the next frame).
+    buf: Vec<u8>,
+    /// When the first byte of the frame in `buf` came.
     started: Option<Instant>,
-    /// When the last byte came.
+    /// When the last byte came (or the link was made).
     last: Instant,
-    /// Why a read failed, when it is the worker's fault.
-    why: Option<Stop>,
+    /// The connection ended: why (`None`: the process's exit status tells). Reported once
+    /// the frames before it are taken.
+    end: Option<Option<LostCause>>,
+    /// The end is the stream's (a frame cut short by it is garbage, judged once the whole
+    /// frames before it are taken).
+    eof: bool,
+    /// The end was reported.
+    reported: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// The process ended (its bytes before are all read).
-    Exited,
-    /// Nothing came for this long, or a frame took this long.
-    Silent(Duration),
-}
-
-impl Watched<'_> {
-    /// Reads from the socket, which is readable, at its end, or broken: the read says which.
-    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&mut &*self.stream).read(buf)?;
-        let now = Instant::now();
-        if n > 0 && self.started.is_none() {
-            self.started = Some(now);
+impl Incoming {
+    /// Reads what the socket has, without blocking, up to [`READ_BUDGET`]; whether it was all
+    /// read (the socket would block, or the connection ended).
+    fn fill(&mut self, stream: &UnixStream) -> bool {
+        if self.end.is_some() {
+            return true;
         }
-        self.last = now;
-        Ok(n)
-    }
-}
-
-impl Read for Watched<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let now = Instant::now();
-            let deadline = match self.started {
-                Some(s) => (s + self.bounds.frame).min(self.last + self.bounds.silence()),
-                None => self.last + self.bounds.silence(),
+        let mut taken = 0;
+        while taken < READ_BUDGET {
+            self.buf.reserve(CHUNK);
+            let spare = self.buf.spare_capacity_mut();
+            // SAFETY: recv(2) writes at most `len` (here `spare.len()`) bytes at `buf` (here the
+            // vector's spare capacity, which lives across the call) and reads no other memory
+            // of ours; MSG_DONTWAIT makes this one call non-blocking.
+            let n = unsafe {
+                libc::recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT)
             };
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                let since = self.started.unwrap_or(self.last);
-                self.why = Some(Stop::Silent(now - since));
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "the worker went silent"));
-            }
-            // The answer to a job just sent often comes within microseconds: look for it
-            // without blocking first (the pidfd is looked at in the blocking poll below).
-            if readable_within(self.stream, SOCKET_SPIN.min(left)) {
-                return self.read_now(buf);
-            }
-            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-            let mut fds = [
-                libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd {
-                    fd: self.pidfd.map_or(-1, AsRawFd::as_raw_fd),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: poll(2) reads and writes `nfds` (here 2) `struct pollfd`s at `fds`, an
-            // array of two that lives across the call; a negative `fd` is ignored by poll.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-            if ready < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+            let room = spare.len();
+            match usize::try_from(n) {
+                Ok(0) => {
+                    self.end = Some(None);
+                    self.eof = true;
+                    return true;
                 }
-                return Err(e);
+                Ok(n) => {
+                    let now = Instant::now();
+                    if self.buf.is_empty() {
+                        self.started = Some(now);
+                    }
+                    self.last = now;
+                    // SAFETY: `set_len` needs the new length within the capacity and the
+                    // elements up to it initialized: recv wrote `n` bytes (at most `room`, the
+                    // spare capacity) right after the vector's `len()` bytes.
+                    unsafe { self.buf.set_len(self.buf.len() + n) };
+                    taken += n;
+                    // A read shorter than the room took all the socket had.
+                    if n < room {
+                        return true;
+                    }
+                }
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    match e.kind() {
+                        io::ErrorKind::Interrupted => {}
+                        io::ErrorKind::WouldBlock => return true,
+                        // A read error is the process's end.
+                        _ => {
+                            self.end = Some(None);
+                            return true;
+                        }
+                    }
+                }
             }
-            if fds[0].revents != 0 {
-                return self.read_now(buf);
+        }
+        false
+    }
+
+    /// How a connection that ended with `buf` as it is ends: a frame cut short is garbage.
+    fn cut_short(&self) -> Option<LostCause> {
+        match self.buf.len() {
+            0 => None,
+            n @ 1..=3 => {
+                Some(LostCause::Connection(format!("stream ended inside a frame length ({n} bytes)")))
             }
-            if fds[1].revents != 0 {
-                self.why = Some(Stop::Exited);
-                return Err(io::Error::other("the worker process ended"));
+            n => {
+                let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                Some(LostCause::Connection(format!("stream ended after {} of {len} frame bytes", n - 4)))
             }
         }
     }
+
+    /// The next whole frame that is not a heartbeat; a frame that is too long or does not
+    /// decode ends the connection (what follows it is not read).
+    fn frame(&mut self) -> Option<Up> {
+        loop {
+            if self.buf.len() < 4 {
+                return None;
+            }
+            let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            if len > MAX_FRAME {
+                self.garbage(format!("frame length {len} exceeds the limit of {MAX_FRAME}"));
+                return None;
+            }
+            if self.buf.len() < 4 + len {
+                return None;
+            }
+            let up = decode::<Up>(&self.buf[4..4 + len]);
+            self.buf.drain(..4 + len);
+            // What is left began to come with the last bytes read, at the latest.
+            self.started = (!self.buf.is_empty()).then_some(self.last);
+            match up {
+                Ok(Up::Heartbeat) => {}
+                Ok(up) => return Some(up),
+                Err(e) => {
+                    self.garbage(format!("malformed frame: {e}"));
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The worker sent what is not a frame: its connection ends here.
+    fn garbage(&mut self, why: String) {
+        self.buf = Vec::new();
+        self.started = None;
+        // Garbage is the worker's fault, whatever ended its stream after it.
+        self.end = Some(Some(LostCause::Connection(why)));
+        self.eof = false;
+    }
+
+    /// When the worker is silent if nothing comes.
+    fn deadline(&self, bounds: &Bounds) -> Instant {
+        let quiet = self.last + bounds.silence();
+        self.started.map_or(quiet, |s| quiet.min(s + bounds.frame))
+    }
 }
 
-/// Forwards a worker's frames (heartbeats are only taken as a sign of life) until its
-/// connection ends, it breaks, the process ends or it goes silent; then says why with
-/// [`Inbound::Closed`]: `cause` `None` when the process's exit status tells.
-pub(crate) fn reader_loop(
-    slot: usize,
-    generation: u64,
+/// What a worker's link has for the machine.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Taken {
+    /// A frame (never a heartbeat: those are only signs of life).
+    Frame(Up),
+    /// The connection ended (after every frame before it): why, `None` when the process's
+    /// exit status tells.
+    Closed(Option<LostCause>),
+}
+
+/// The spawner's side of one connected worker: its socket, its process's pidfd and what came
+/// from it that is not taken yet. Read by [`wait_ready`], never blocking.
+#[derive(Debug)]
+pub(crate) struct Link {
     stream: UnixStream,
     pidfd: Option<OwnedFd>,
-    bounds: Bounds,
-    inbound: &Sender<Inbound>,
-) {
-    let mut r = Watched {
-        stream: &stream,
-        pidfd: pidfd.as_ref(),
-        bounds,
-        started: None,
-        last: Instant::now(),
-        why: None,
-    };
-    let cause = loop {
-        let frame = read_frame(&mut r);
-        r.started = None;
-        match frame {
-            Ok(Some(frame)) => match decode::<Up>(&frame) {
-                Ok(Up::Heartbeat) => {}
-                Ok(up) => {
-                    if inbound.send(Inbound::Frame { slot, generation, up }).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break Some(LostCause::Connection(format!("malformed frame: {e}"))),
-            },
-            Ok(None) => break None,
-            Err(e) => match r.why {
-                Some(Stop::Exited) => break None,
-                Some(Stop::Silent(d)) => {
-                    // Killed here, so that a spawner blocked writing to it is freed too.
-                    if let Some(fd) = &pidfd {
-                        kill(fd);
-                    }
-                    break Some(LostCause::Silent(d));
-                }
-                // A frame cut short or too long is garbage; a read error is the process's end.
-                None => match e {
-                    Error::Decode(e) => break Some(LostCause::Connection(e)),
-                    _ => break None,
-                },
-            },
+    incoming: Incoming,
+}
+
+impl Link {
+    /// A link on `stream` to the process of `pidfd`.
+    pub(crate) fn new(stream: UnixStream, pidfd: Option<OwnedFd>) -> Self {
+        let incoming = Incoming {
+            buf: Vec::new(),
+            started: None,
+            last: Instant::now(),
+            end: None,
+            eof: false,
+            reported: false,
+        };
+        Link { stream, pidfd, incoming }
+    }
+
+    /// The socket (for a hang-up).
+    pub(crate) fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// Whether the connection is still read (it has not ended).
+    fn live(&self) -> bool {
+        self.incoming.end.is_none()
+    }
+
+    /// The next frame or the end, if one is there (never waits).
+    pub(crate) fn take(&mut self) -> Option<Taken> {
+        if let Some(up) = self.incoming.frame() {
+            return Some(Taken::Frame(up));
         }
-    };
-    let _ = inbound.send(Inbound::Closed { slot, generation, cause });
+        match &self.incoming.end {
+            Some(cause) if !self.incoming.reported => {
+                self.incoming.reported = true;
+                let cut = if self.incoming.eof { self.incoming.cut_short() } else { None };
+                Some(Taken::Closed(cut.or_else(|| cause.clone())))
+            }
+            _ => None,
+        }
+    }
+
+    /// When the worker is silent if nothing comes; `None` once the connection ended.
+    pub(crate) fn deadline(&self, bounds: &Bounds) -> Option<Instant> {
+        self.live().then(|| self.incoming.deadline(bounds))
+    }
+
+    /// After a look at the socket at `now`: a worker past its deadline is silent, and killed at
+    /// once.
+    fn judge(&mut self, bounds: &Bounds, now: Instant) {
+        if self.live() && now >= self.incoming.deadline(bounds) {
+            let since = self.incoming.started.unwrap_or(self.incoming.last);
+            self.incoming.end = Some(Some(LostCause::Silent(now - since)));
+            if let Some(fd) = &self.pidfd {
+                kill(fd);
+            }
+        }
+    }
+
+    /// Writes one frame to the worker without blocking on it for more than `bound` without
+    /// progress, reading what the worker sends meanwhile (so that a worker that writes while
+    /// the spawner does is not deadlocked with it).
+    ///
+    /// # Errors
+    /// As [`write_watching`].
+    pub(crate) fn write(&mut self, bytes: &[u8], bound: Duration) -> Result<(), WriteFailure> {
+        let Link { stream, incoming, .. } = self;
+        write_watching(stream, bytes, bound, || {
+            incoming.fill(stream);
+            incoming.end.is_none()
+        })
+    }
+}
+
+/// How a [`wait_ready`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Woke {
+    /// One of the wake descriptors is readable.
+    pub(crate) wake: bool,
+    /// Nothing came within the spin: the thread blocked (or the wait ended without anything).
+    pub(crate) blocked: bool,
+}
+
+/// Waits until one of `links` has something (bytes, its end, its process's end) or one of
+/// `wake` is readable, or `until` passes (`None`: without end; now: only a look), spinning
+/// for `spin` first, as an answer to a job just sent often comes within microseconds and a
+/// blocked wait that the kernel must wake costs tens of them. Then reads what came, and judges
+/// every link's silence.
+pub(crate) fn wait_ready(
+    links: &mut [&mut Link],
+    wake: &[RawFd],
+    until: Option<Instant>,
+    spin: Duration,
+    bounds: &Bounds,
+) -> Woke {
+    let mut fds = Vec::with_capacity(2 * links.len() + wake.len());
+    fds.extend(wake.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
+    for link in links.iter() {
+        let live = link.live();
+        let socket = if live { link.stream.as_raw_fd() } else { -1 };
+        let process = if live { link.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd) } else { -1 };
+        fds.push(libc::pollfd { fd: socket, events: libc::POLLIN, revents: 0 });
+        fds.push(libc::pollfd { fd: process, events: libc::POLLIN, revents: 0 });
+    }
+    let started = Instant::now();
+    let spin_until = until.map_or(started + spin, |u| u.min(started + spin));
+    let mut blocked = false;
+    loop {
+        let now = Instant::now();
+        let blocking = now >= spin_until;
+        let ms = match until {
+            _ if !blocking => 0,
+            None => -1,
+            Some(u) => {
+                i32::try_from(u.saturating_duration_since(now).as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            }
+        };
+        // SAFETY: poll(2) reads and writes `nfds` (here `fds.len()`) `struct pollfd`s at `fds`,
+        // a vector of that many that lives across the call; a negative `fd` is ignored.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        blocked |= ms != 0;
+        if ready > 0 || (blocking && ready == 0) {
+            break;
+        }
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            log::error!(target: "cos", "cannot wait for the workers: {}", io::Error::last_os_error());
+            std::thread::sleep(Duration::from_millis(1));
+            break;
+        }
+        if ready == 0 {
+            std::thread::yield_now();
+        }
+    }
+    let woken = fds[..wake.len()].iter().any(|f| f.revents != 0);
+    for (link, f) in links.iter_mut().zip(fds[wake.len()..].chunks(2)) {
+        if f[0].revents != 0 || f[1].revents != 0 {
+            let all = link.incoming.fill(&link.stream);
+            // The process ended: its end is the worker's once every byte it wrote is read.
+            if f[1].revents != 0 && all && link.live() {
+                link.incoming.end = Some(None);
+            }
+        }
+    }
+    let now = Instant::now();
+    for link in links.iter_mut() {
+        link.judge(bounds, now);
+    }
+    Woke { wake: woken, blocked }
 }
 
 #[cfg(test)]
@@ -220,59 +393,129 @@ mod tests {
     use crate::machines::process::frame::write_frame;
     use crate::vm::message::encode;
     use crate::vm::TaskId;
-    use crossbeam_channel::unbounded;
     use std::io::Write;
 
     fn quick() -> Bounds {
         Bounds { heartbeat: Duration::from_millis(20), missed: 3, frame: Duration::from_millis(100) }
     }
 
-    #[test]
-    fn a_reader_reports_garbage_as_a_closed_connection() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        write_frame(&mut a, &[0xff; 9]).unwrap();
-        let (tx, rx) = unbounded();
-        reader_loop(3, 7, b, None, Bounds::default(), &tx);
-        match rx.recv().unwrap() {
-            Inbound::Closed { slot, generation, cause } => {
-                assert_eq!((slot, generation), (3, 7));
-                assert!(matches!(cause, Some(LostCause::Connection(_))), "garbage is not the process's end");
+    /// Waits on one link until it has something, as the machine does; what it has.
+    fn next(link: &mut Link, bounds: &Bounds) -> Taken {
+        let give_up = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(t) = link.take() {
+                return t;
             }
-            _ => panic!("garbage decoded as a frame"),
+            assert!(Instant::now() < give_up, "nothing came");
+            let until = link.deadline(bounds).map(|d| d.min(give_up));
+            wait_ready(&mut [&mut *link], &[], until, Duration::from_micros(60), bounds);
         }
     }
 
     #[test]
-    fn a_reader_forwards_frames_then_the_end() {
+    fn garbage_is_a_closed_connection() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        write_frame(&mut a, &[0xff; 9]).unwrap();
+        let mut link = Link::new(b, None);
+        let cause = next(&mut link, &Bounds::default());
+        assert!(matches!(cause, Taken::Closed(Some(LostCause::Connection(_)))), "{cause:?}");
+        assert_eq!(link.take(), None, "the end is reported once");
+    }
+
+    #[test]
+    fn an_oversized_length_is_a_closed_connection_at_once() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        let mut link = Link::new(b, None);
+        assert!(matches!(next(&mut link, &Bounds::default()), Taken::Closed(Some(LostCause::Connection(_)))));
+    }
+
+    #[test]
+    fn frames_then_the_end() {
         let (mut a, b) = UnixStream::pair().unwrap();
         let task = TaskId { worker: 1, number: 4 };
         let up = Up::Finished { task, result: Ok(vec![1]), retire: false };
         write_frame(&mut a, &encode(&Up::Heartbeat).unwrap()).unwrap();
         write_frame(&mut a, &encode(&up).unwrap()).unwrap();
         drop(a);
-        let (tx, rx) = unbounded();
-        reader_loop(0, 1, b, None, Bounds::default(), &tx);
-        assert!(matches!(rx.recv().unwrap(), Inbound::Frame { slot: 0, generation: 1, up: u } if u == up));
-        assert!(matches!(rx.recv().unwrap(), Inbound::Closed { slot: 0, generation: 1, cause: None }));
+        let mut link = Link::new(b, None);
+        assert_eq!(next(&mut link, &Bounds::default()), Taken::Frame(up));
+        assert_eq!(next(&mut link, &Bounds::default()), Taken::Closed(None));
+    }
+
+    #[test]
+    fn a_frame_that_comes_in_pieces_is_taken_whole() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let up = Up::Message { task: TaskId { worker: 1, number: 2 }, bytes: vec![5; 100] };
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &encode(&up).unwrap()).unwrap();
+        let mut link = Link::new(b, None);
+        for piece in bytes.chunks(7) {
+            assert_eq!(link.take(), None);
+            a.write_all(piece).unwrap();
+            wait_ready(&mut [&mut link], &[], Some(Instant::now()), Duration::ZERO, &Bounds::default());
+        }
+        assert_eq!(link.take(), Some(Taken::Frame(up)));
+    }
+
+    #[test]
+    fn garbage_before_the_stream_ends_is_garbage() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        write_frame(&mut a, &[0xff; 9]).unwrap();
+        drop(a);
+        let mut link = Link::new(b, None);
+        assert!(matches!(next(&mut link, &Bounds::default()), Taken::Closed(Some(LostCause::Connection(_)))));
+    }
+
+    #[test]
+    fn a_stream_cut_inside_a_frame_is_garbage() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&[100, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(a);
+        let mut link = Link::new(b, None);
+        assert!(matches!(next(&mut link, &Bounds::default()), Taken::Closed(Some(LostCause::Connection(_)))));
     }
 
     #[test]
     fn a_frame_left_unfinished_is_a_silent_worker() {
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&[100, 0, 0, 0, 1, 2, 3]).unwrap();
-        let (tx, rx) = unbounded();
+        let mut link = Link::new(b, None);
         // The writer stays open: only the bound ends the wait.
-        reader_loop(0, 1, b, None, Bounds { missed: 1000, ..quick() }, &tx);
-        assert!(matches!(rx.recv().unwrap(), Inbound::Closed { cause: Some(LostCause::Silent(_)), .. }));
+        let bounds = Bounds { missed: 1000, ..quick() };
+        assert!(matches!(next(&mut link, &bounds), Taken::Closed(Some(LostCause::Silent(_)))));
         drop(a);
     }
 
     #[test]
     fn a_worker_without_heartbeats_is_silent() {
         let (a, b) = UnixStream::pair().unwrap();
-        let (tx, rx) = unbounded();
-        reader_loop(0, 1, b, None, quick(), &tx);
-        assert!(matches!(rx.recv().unwrap(), Inbound::Closed { cause: Some(LostCause::Silent(_)), .. }));
+        let mut link = Link::new(b, None);
+        assert!(matches!(next(&mut link, &quick()), Taken::Closed(Some(LostCause::Silent(_)))));
         drop(a);
+    }
+
+    #[test]
+    fn bytes_that_came_while_nobody_looked_are_read_before_silence_is_judged() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut link = Link::new(b, None);
+        std::thread::sleep(quick().silence() * 2);
+        write_frame(&mut a, &encode(&Up::Heartbeat).unwrap()).unwrap();
+        wait_ready(&mut [&mut link], &[], Some(Instant::now()), Duration::ZERO, &quick());
+        assert_eq!(link.take(), None, "a heartbeat came: the worker lives");
+        assert!(link.live());
+    }
+
+    #[test]
+    fn a_wake_descriptor_ends_the_wait() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (_w, r) = UnixStream::pair().unwrap();
+        let mut link = Link::new(r, None);
+        a.write_all(&[1]).unwrap();
+        let woke = wait_ready(&mut [&mut link], &[b.as_raw_fd()], None, Duration::ZERO, &Bounds::default());
+        assert!(woke.wake);
+        let woke =
+            wait_ready(&mut [&mut link], &[b.as_raw_fd()], None, Duration::from_secs(5), &Bounds::default());
+        assert!(woke.wake && !woke.blocked, "what is there is seen within the spin");
     }
 }
