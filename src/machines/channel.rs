@@ -9,6 +9,7 @@
 //! ([`Up`]) are private to it.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,13 @@ struct ChannelLink<F> {
     /// The host of the last job.
     host: HostId,
     up: Sender<F>,
+    /// Called after each report, for a spawner that waits on something else than `up`.
+    wake: Option<Wake>,
 }
+
+/// A hook a worker thread calls after it reports, so that a spawner that waits on file
+/// descriptors (the process machine's `poll`) rather than on the report channel wakes for it.
+pub(crate) type Wake = Arc<dyn Fn() + Send + Sync>;
 
 impl<F: UpFrame> WorkerLink for ChannelLink<F> {
     fn next_job(&mut self) -> Result<Option<Job>, Error> {
@@ -117,7 +124,11 @@ impl<F: UpFrame> WorkerLink for ChannelLink<F> {
             Report::Lost { task, why } => Up::Lost { task, why },
         };
         let gone = || machine(MachineErrorKind::Finalized, "the spawner is gone");
-        self.up.send(F::frame(up)?).map_err(|_| gone())
+        self.up.send(F::frame(up)?).map_err(|_| gone())?;
+        if let Some(wake) = &self.wake {
+            wake();
+        }
+        Ok(())
     }
 }
 
@@ -199,6 +210,7 @@ impl ThreadWorker {
         up: &Sender<F>,
         spawner_calls: bool,
         messages: bool,
+        wake: Option<Wake>,
     ) -> Result<Self, Error> {
         let (jobs_tx, jobs) = unbounded::<JobFrame>();
         let (replies_tx, replies) = unbounded::<Reply>();
@@ -214,7 +226,7 @@ impl ThreadWorker {
                     let link = ChannelSpawnerLink { up: up.clone(), replies, messages: messages_rx };
                     spawner_call::install(Box::new(link))
                 });
-                match serve(&registry, setup, ChannelLink { jobs, host: HostId::new(""), up }) {
+                match serve(&registry, setup, ChannelLink { jobs, host: HostId::new(""), up, wake }) {
                     End::HungUp | End::Retired => {}
                     End::Broken(why) => log::error!(target: "cos", "worker thread ends: {why}"),
                 }

@@ -236,8 +236,15 @@ impl SimVm {
     fn run(&mut self, task: TaskId, host: HostId, call: &RemoteCall) -> Result<Event, Error> {
         if self.worker.is_none() {
             let (up, rx) = unbounded();
-            let w =
-                ThreadWorker::start("cos-sim-worker".into(), &self.registry, &self.setup, &up, true, false)?;
+            let w = ThreadWorker::start(
+                "cos-sim-worker".into(),
+                &self.registry,
+                &self.setup,
+                &up,
+                true,
+                false,
+                None,
+            )?;
             self.worker = Some((w, rx));
         }
         self.worker.as_ref().expect("started").0.send(&Job::new(task, host, call.clone()))?;

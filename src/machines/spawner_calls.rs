@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use crossbeam_channel::{unbounded, Receiver, Select, TryRecvError};
 
 use crate::error::Error;
-use crate::machines::channel::{Reply, ThreadWorker, Up};
+use crate::machines::channel::{Reply, ThreadWorker, Up, Wake};
 use crate::machines::setup::WorkerSetup;
 use crate::vm::message::{decode, Job};
 use crate::vm::{
@@ -77,6 +77,8 @@ pub(crate) struct SpawnerCalls<H> {
     answers: VecDeque<Answer>,
     /// Reports of tasks that wait for their calls, in the order they came.
     held: VecDeque<(TaskId, H)>,
+    /// What the runner calls after each answer (see [`SpawnerCalls::set_wake`]).
+    wake: Option<Wake>,
 }
 
 impl<H> SpawnerCalls<H> {
@@ -90,7 +92,14 @@ impl<H> SpawnerCalls<H> {
             queue: VecDeque::new(),
             answers: VecDeque::new(),
             held: VecDeque::new(),
+            wake: None,
         }
+    }
+
+    /// Has the runner call `wake` after each answer it sends, for a machine that waits on
+    /// something else than [`SpawnerCalls::waiting`]'s channel (runners started from now on).
+    pub(crate) fn set_wake(&mut self, wake: Wake) {
+        self.wake = Some(wake);
     }
 
     /// Queues `caller`'s `call` (`reply`: the caller waits for the answer) and starts it if
@@ -250,8 +259,15 @@ impl<H> SpawnerCalls<H> {
         if self.runner.is_none() {
             let (up, reports) = unbounded();
             let setup = WorkerSetup::default();
-            let worker =
-                ThreadWorker::start("cos-spawner-call".into(), &self.registry, &setup, &up, false, false)?;
+            let worker = ThreadWorker::start(
+                "cos-spawner-call".into(),
+                &self.registry,
+                &setup,
+                &up,
+                false,
+                false,
+                self.wake.clone(),
+            )?;
             self.runner = Some(Runner { worker, reports });
         }
         let job = Job::new(TaskId::SPAWNER, HostId::new("spawner"), call.clone());
@@ -305,6 +321,24 @@ mod tests {
         assert_eq!(a.result, crate::vm::message::encode(&8u64).map_err(|_| unreachable!()));
         assert_eq!(calls.release(one.task), vec![1, 2]);
         assert_eq!(calls.release(one.task), Vec::<u8>::new());
+        calls.stop();
+    }
+
+    #[test]
+    fn the_runner_wakes_the_machine_after_each_answer() {
+        let mut calls = SpawnerCalls::<u8>::new(&Registry::new().with(&DOUBLE));
+        let (tx, woken) = unbounded::<()>();
+        calls.set_wake(std::sync::Arc::new(move || {
+            let _ = tx.send(());
+        }));
+        for n in 1..=3u64 {
+            calls.submit(caller(n), RemoteCall::of(&DOUBLE, &n).unwrap(), true);
+            // The wake comes with (after) the answer: waiting on it alone is enough.
+            woken.recv_timeout(std::time::Duration::from_secs(30)).expect("the runner wakes the machine");
+            let a = calls.answer().expect("the answer is there once the wake came");
+            assert_eq!(a.result, crate::vm::message::encode(&(2 * n)).map_err(|_| unreachable!()));
+        }
+        assert!(woken.try_recv().is_err(), "one wake per answer");
         calls.stop();
     }
 

@@ -180,6 +180,7 @@ impl ThreadVm {
             &self.up_tx,
             true,
             true,
+            None,
         )
         .map_err(|e| log::error!(target: "cos", "worker thread {}: {e}", slot + 1))
         .ok()

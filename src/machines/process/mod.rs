@@ -21,7 +21,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -63,9 +63,10 @@ const SPIN_MISSES: u32 = 4;
 /// One wait in this many spins even after [`SPIN_MISSES`], to see whether answers come fast
 /// again.
 const SPIN_PROBE: u32 = 16;
-/// How often a spawner that waits for its workers looks at a running spawner call, whose
-/// answer comes on a channel the wait on the sockets does not see.
-const CALL_LOOK: Duration = Duration::from_millis(1);
+/// How often a spawner that waits for its workers looks at a running spawner call anyway: the
+/// call's runner wakes the wait on the sockets when it answers (a byte on the wake-up socket),
+/// so this only bounds the wait should that byte not come.
+const CALL_LOOK: Duration = Duration::from_millis(50);
 /// The default wait before a slot's worker is started again after its first failed start; it
 /// doubles with each failure in a row, up to [`BACK_OFF_CAP`], and starts over once a worker
 /// served (see [`ProcessVmBuilder::start_back_off`]).
@@ -370,11 +371,16 @@ impl ProcessVmBuilder {
         let (inbound_tx, inbound) = unbounded();
         let (wake_tx, wake) = UnixStream::pair().map_err(|e| io_error("cannot make a wake-up socket", e))?;
         wake.set_nonblocking(true).map_err(|e| io_error("cannot make a wake-up socket", e))?;
+        let call_wake = wake_tx.try_clone().map_err(|e| io_error("cannot make a wake-up socket", e))?;
+        call_wake.set_nonblocking(true).map_err(|e| io_error("cannot make a wake-up socket", e))?;
         let acceptor = Acceptor::start(listener, inbound_tx, wake_tx, secret)?;
         let slots = Slots::grid(self.hosts, self.per_host);
         let n = slots.len();
+        let mut spawner_calls = SpawnerCalls::new(&self.registry);
+        // A byte that cannot be written finds one there already: the wait wakes either way.
+        spawner_calls.set_wake(std::sync::Arc::new(move || drop((&call_wake).write(&[1]))));
         let mut vm = ProcessVm {
-            spawner_calls: SpawnerCalls::new(&self.registry),
+            spawner_calls,
             slots,
             launcher: Launcher::start(
                 program,
@@ -922,7 +928,7 @@ impl VirtualMachine for ProcessVm {
                 State::Ready(p) => p.link.deadline(&self.bounds),
                 _ => None,
             });
-            // A running spawner call's answer comes on a channel: looked at every CALL_LOOK.
+            // A running spawner call's runner wakes the wait when it answers; CALL_LOOK bounds it.
             let call = self.spawner_calls.waiting().map(|_| now + CALL_LOOK);
             let until =
                 until.into_iter().chain(check).chain(self.next_restart()).chain(silent).chain(call).min();
