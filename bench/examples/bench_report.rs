@@ -1082,6 +1082,12 @@ fn profile(what: &str, n: u64) {
         "dispatch" => with_thread_vm(1, || {
             black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
         }),
+        "process-dispatch" => {
+            let vm = cos::ProcessVm::builder(registry()).slots_per_host(2).build().expect("workers start");
+            assert_eq!(cos::set_vm(vm), Ok(true));
+            black_box(cos::dispatch((0..n).map(|i| cos::job(&DOUBLE, i))).expect("dispatch"));
+            cos::finalize();
+        }
         "sim-dispatch" => {
             let slots = std::env::var("COS_PROFILE_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
             with_sim_vm(slots, || {
@@ -1089,7 +1095,7 @@ fn profile(what: &str, n: u64) {
             });
         }
         other => eprintln!(
-            "unknown profile {other:?}: floor, yield, vm-yield, spawn, spawn-all, dispatch or sim-dispatch"
+            "unknown profile {other:?}: floor, yield, vm-yield, spawn, spawn-all, dispatch, process-dispatch or sim-dispatch"
         ),
     }
 }

@@ -2,7 +2,7 @@
 //! and ends when the spawner hangs up (or when it must retire).
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -90,9 +90,11 @@ fn run(registry: &Registry) -> Result<End, Error> {
     if let Some(ms) = heartbeat {
         beat(Arc::clone(&writer), Duration::from_millis(ms.max(1)))?;
     }
-    let calls = ProcessLink { stream: share(&stream)?, writer: Arc::clone(&writer), early: VecDeque::new() };
+    let inbound = Arc::new(Mutex::new(BufReader::with_capacity(INBOUND_BUFFER, stream)));
+    let calls =
+        ProcessLink { inbound: Arc::clone(&inbound), writer: Arc::clone(&writer), early: VecDeque::new() };
     let _link = spawner_call::install(Box::new(calls));
-    Ok(serve(registry, setup, ProcessLink { stream, writer, early: VecDeque::new() }))
+    Ok(serve(registry, setup, ProcessLink { inbound, writer, early: VecDeque::new() }))
 }
 
 /// Sends a heartbeat every `interval` from a thread of its own, for as long as the process
@@ -113,11 +115,26 @@ fn beat(writer: Arc<Mutex<UnixStream>>, interval: Duration) -> Result<(), Error>
         .map_err(|e| io_error("cannot start the heartbeat thread", e))
 }
 
+/// The read side of a worker's socket, buffered so that one read takes a frame's length and
+/// body (and what follows them) in one system call. Its job link and its spawner-call link
+/// share it: a frame one of them read ahead waits here for the other, never in a buffer the
+/// other does not look at.
+type Inbound = Arc<Mutex<BufReader<UnixStream>>>;
+
+/// How many bytes one read of [`Inbound`] takes at most.
+const INBOUND_BUFFER: usize = 64 * 1024;
+
+/// Locks the read side; a panic elsewhere while it was held leaves no half-read state that
+/// matters (a frame is read whole or its error is reported), so a poisoned lock is taken.
+fn lock(inbound: &Inbound) -> std::sync::MutexGuard<'_, BufReader<UnixStream>> {
+    inbound.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A worker process's side of its socket, for its jobs and for its spawner calls (read only
 /// while the calling task waits).
 struct ProcessLink {
-    /// Read only.
-    stream: UnixStream,
+    /// Read only, shared by the job link and the spawner-call link.
+    inbound: Inbound,
     /// Every frame to the spawner is written whole under this lock (the heartbeat thread
     /// writes too).
     writer: Arc<Mutex<UnixStream>>,
@@ -140,10 +157,14 @@ impl ProcessLink {
 
 impl WorkerLink for ProcessLink {
     fn next_job(&mut self) -> Result<Option<Job>, Error> {
-        // The next job of a stream of short ones comes within microseconds of the last report.
-        readable_within(&self.stream, SOCKET_SPIN);
+        let mut inbound = lock(&self.inbound);
+        // The next job of a stream of short ones comes within microseconds of the last report;
+        // one that came with the last frame is already read.
+        if inbound.buffer().is_empty() {
+            readable_within(inbound.get_ref(), SOCKET_SPIN);
+        }
         loop {
-            let Some(frame) = read_frame(&mut self.stream)? else { return Ok(None) };
+            let Some(frame) = read_frame(&mut *inbound)? else { return Ok(None) };
             match decode::<Down>(&frame)? {
                 Down::Run(job) => return Ok(Some(job)),
                 Down::SpawnerReply(_) => {
@@ -177,7 +198,7 @@ impl SpawnerLink for ProcessLink {
             return Ok(None);
         }
         loop {
-            let frame = read_frame(&mut self.stream)?
+            let frame = read_frame(&mut *lock(&self.inbound))?
                 .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
             match decode::<Down>(&frame)? {
                 Down::SpawnerReply(r) => return Ok(Some(r)),
@@ -204,26 +225,30 @@ impl SpawnerLink for ProcessLink {
             }
         }
         loop {
-            // Wait until a frame starts to arrive, then read it whole (the spawner writes frames
-            // whole).
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-            let mut fd = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: poll(2) reads and writes `nfds` (here 1) `struct pollfd`s at `fds`; `fd` is
-            // one such struct that lives across the call, and its descriptor is the open socket
-            // `self.stream` owns.
-            let ready = unsafe { libc::poll(&mut fd, 1, ms) };
-            if ready == 0 {
-                return Ok(None);
-            }
-            if ready < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+            let mut inbound = lock(&self.inbound);
+            // Unless a frame is already read ahead, wait until one starts to arrive, then read it
+            // whole (the spawner writes frames whole).
+            if inbound.buffer().is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+                let mut fd =
+                    libc::pollfd { fd: inbound.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: poll(2) reads and writes `nfds` (here 1) `struct pollfd`s at `fds`; `fd`
+                // is one such struct that lives across the call, and its descriptor is the open
+                // socket `inbound` owns, borrowed for the call.
+                let ready = unsafe { libc::poll(&mut fd, 1, ms) };
+                if ready == 0 {
+                    return Ok(None);
                 }
-                return Err(io_error("cannot wait for a message", e));
+                if ready < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(io_error("cannot wait for a message", e));
+                }
             }
-            let frame = read_frame(&mut self.stream)?
+            let frame = read_frame(&mut *inbound)?
                 .ok_or_else(|| machine(MachineErrorKind::Finalized, "the spawner is gone"))?;
             match decode::<Down>(&frame)? {
                 Down::Message { to, bytes } if to == task => return Ok(Some(bytes)),
@@ -243,4 +268,55 @@ impl SpawnerLink for ProcessLink {
 /// The error of a job sent to a worker whose task still runs.
 fn busy(task: TaskId) -> Error {
     machine(MachineErrorKind::Protocol, format!("the spawner sent task {task} to a busy worker"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(down: &Down) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &encode(down).unwrap()).unwrap();
+        bytes
+    }
+
+    fn message(to: TaskId, x: u8) -> Down {
+        Down::Message { to, bytes: encode(&x).unwrap() }
+    }
+
+    /// A job, two messages to its task and a reply come in one write, so the job link's first
+    /// read takes them all: the spawner-call link, which shares the read side, still gets each
+    /// at once, and its wait does not block on a socket whose bytes are already read.
+    #[test]
+    fn frames_read_ahead_by_one_link_reach_the_other() {
+        let (mut spawner, worker) = UnixStream::pair().unwrap();
+        let task = TaskId { worker: 1, number: 7 };
+        let job = Job::new(task, crate::vm::HostId::new("h"), RemoteCall::new("f", &()).unwrap());
+        let mut bytes = frame(&Down::Run(job.clone()));
+        bytes.extend(frame(&message(task, 1)));
+        bytes.extend(frame(&message(task, 2)));
+        bytes.extend(frame(&Down::SpawnerReply(Ok(vec![9]))));
+        bytes.extend(frame(&message(task, 3)));
+        spawner.write_all(&bytes).unwrap();
+        let writer = Arc::new(Mutex::new(worker.try_clone().unwrap()));
+        let inbound = Arc::new(Mutex::new(BufReader::with_capacity(INBOUND_BUFFER, worker)));
+        let link = |inbound: &Inbound| ProcessLink {
+            inbound: Arc::clone(inbound),
+            writer: Arc::clone(&writer),
+            early: VecDeque::new(),
+        };
+        let (mut jobs, mut calls) = (link(&inbound), link(&inbound));
+        assert_eq!(jobs.next_job().unwrap(), Some(job));
+        assert!(!lock(&inbound).buffer().is_empty(), "the first read took the frames behind the job");
+        // A deadline in the past: only what was already read can be returned.
+        let now = Instant::now();
+        assert_eq!(calls.receive_message(task, now).unwrap(), Some(encode(&1u8).unwrap()));
+        // The call's wait keeps the message that came before the reply for the next receive.
+        assert_eq!(calls.call(task, RemoteCall::new("g", &()).unwrap(), true).unwrap(), Some(Ok(vec![9])));
+        assert_eq!(calls.receive_message(task, now).unwrap(), Some(encode(&2u8).unwrap()));
+        assert_eq!(calls.receive_message(task, now).unwrap(), Some(encode(&3u8).unwrap()));
+        assert_eq!(calls.receive_message(task, now).unwrap(), None, "nothing more came");
+        let up = read_frame(&mut spawner).unwrap().expect("the call's frame");
+        assert!(matches!(decode::<Up>(&up).unwrap(), Up::SpawnerCall { reply: true, .. }));
+    }
 }
