@@ -50,19 +50,12 @@ use frame::{Down, Hello, Up, MAX_FRAME};
 const _: () = assert!(crate::vm::MAX_VALUE < MAX_FRAME);
 use launch::{listen, Acceptor, Launcher};
 use outbound::WriteFailure;
-use spin::SOCKET_SPIN;
+use spin::{AdaptiveSpin, SOCKET_SPIN};
 use watch::{wait_ready, Bounds, Link, Taken};
 pub(crate) use worker::{is_worker_process, worker_main};
 
 /// How often the spawner looks at workers that have not connected yet.
 const START_CHECK: Duration = Duration::from_millis(50);
-/// After this many waits in a row in which nothing came within the spin, the spawner waits
-/// without spinning (but for one wait in [`SPIN_PROBE`]): with jobs that are not short, the
-/// spin only takes a core from the workers.
-const SPIN_MISSES: u32 = 4;
-/// One wait in this many spins even after [`SPIN_MISSES`], to see whether answers come fast
-/// again.
-const SPIN_PROBE: u32 = 16;
 /// How often a spawner that waits for its workers looks at a running spawner call anyway: the
 /// call's runner wakes the wait on the sockets when it answers (a byte on the wake-up socket),
 /// so this only bounds the wait should that byte not come.
@@ -162,8 +155,8 @@ pub struct ProcessVm {
     /// The slot whose link is looked at first for the next frame, so that every worker's
     /// frames are taken in turn.
     next_slot: usize,
-    /// The waits in a row in which nothing came within the spin (see [`SPIN_MISSES`]).
-    spin_misses: u32,
+    /// Whether the next wait spins (not while answers have stopped coming within the spin).
+    spin: AdaptiveSpin,
     /// Events made while doing something else (a worker that died before it connected).
     events: VecDeque<Event>,
     /// When the starting processes were last looked at.
@@ -399,7 +392,7 @@ impl ProcessVmBuilder {
             inbound,
             wake,
             next_slot: 0,
-            spin_misses: 0,
+            spin: AdaptiveSpin::default(),
             events: VecDeque::new(),
             checked: Instant::now(),
             finalized: false,
@@ -738,9 +731,7 @@ impl ProcessVm {
     /// answers came within the spin; reads what came and judges the workers' silence (see
     /// [`wait_ready`]).
     fn wait_io(&mut self, until: Option<Instant>, spin: bool) {
-        let probe = self.spin_misses % SPIN_PROBE == SPIN_MISSES;
-        let spinning = spin && (self.spin_misses < SPIN_MISSES || probe);
-        let spin_for = if spinning { SOCKET_SPIN } else { Duration::ZERO };
+        let spin_for = if spin { self.spin.spin(SOCKET_SPIN) } else { Duration::ZERO };
         let mut links: Vec<&mut Link> = self
             .workers
             .iter_mut()
@@ -751,7 +742,7 @@ impl ProcessVm {
             .collect();
         let woke = wait_ready(&mut links, &[self.wake.as_raw_fd()], until, spin_for, &self.bounds);
         if spin {
-            self.spin_misses = if woke.blocked { self.spin_misses.saturating_add(1) } else { 0 };
+            self.spin.record(!woke.blocked);
         }
         if woke.wake {
             // The connections themselves come on the channel.

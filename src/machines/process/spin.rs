@@ -1,6 +1,8 @@
 //! A short spin on a socket before a blocking wait: a worker that has just answered a job often
 //! gets the next one within microseconds, and so does the spawner waiting on a worker that has
 //! just been sent one; a blocked read that the kernel must wake costs tens of microseconds.
+//! The spawner spins only while answers come within the spin ([`AdaptiveSpin`]): with jobs that
+//! are not short, a spawner that spins after every job only takes a core from the workers.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -31,11 +33,67 @@ pub(crate) fn readable_within(socket: &impl AsRawFd, spin: Duration) -> bool {
     }
 }
 
+/// After this many waits in a row in which nothing came within the spin, the spawner waits
+/// without spinning (but for one wait in [`SPIN_PROBE`]).
+const SPIN_MISSES: u32 = 4;
+/// One wait in this many spins even after [`SPIN_MISSES`], to see whether answers come fast
+/// again.
+const SPIN_PROBE: u32 = 16;
+
+/// The spawner's record of its recent waits, which says whether the next one spins.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AdaptiveSpin {
+    /// The waits in a row in which nothing came within the spin.
+    misses: u32,
+}
+
+impl AdaptiveSpin {
+    /// How long the next wait spins: `full` while recent answers came within the spin (and in
+    /// one wait in [`SPIN_PROBE`] after they stopped), else nothing.
+    pub(crate) fn spin(&self, full: Duration) -> Duration {
+        let probe = self.misses % SPIN_PROBE == SPIN_MISSES;
+        if self.misses < SPIN_MISSES || probe {
+            full
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Notes how a wait went: whether what it waited for came within its spin.
+    pub(crate) fn record(&mut self, within_spin: bool) {
+        self.misses = if within_spin { 0 } else { self.misses.saturating_add(1) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+
+    const FULL: Duration = Duration::from_micros(200);
+
+    fn spins(s: &AdaptiveSpin) -> bool {
+        s.spin(FULL) == FULL
+    }
+
+    #[test]
+    fn stops_spinning_after_misses_probes_now_and_then_and_starts_again_on_a_hit() {
+        let mut s = AdaptiveSpin::default();
+        for _ in 0..SPIN_MISSES {
+            assert!(spins(&s), "spins while fewer than {SPIN_MISSES} waits in a row missed");
+            s.record(false);
+        }
+        let mut spun = 0;
+        for _ in 0..(4 * SPIN_PROBE) {
+            spun += u32::from(spins(&s));
+            s.record(false);
+        }
+        assert_eq!(spun, 4, "one wait in {SPIN_PROBE} probes");
+        s.record(true);
+        assert!(spins(&s), "a hit turns the spin back on");
+        assert_eq!(s.spin(Duration::ZERO), Duration::ZERO);
+    }
 
     #[test]
     fn sees_bytes_that_are_there_and_gives_up_when_none_come() {
