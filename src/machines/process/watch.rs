@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::machines::process::frame::{Up, MAX_FRAME};
 use crate::machines::process::outbound::{write_watching, WriteFailure};
+use crate::machines::process::spin::pause;
 use crate::vm::message::decode;
 use crate::vm::LostCause;
 
@@ -367,7 +368,7 @@ pub(crate) fn wait_ready(
             break;
         }
         if ready == 0 {
-            std::thread::yield_now();
+            pause(now - started);
         }
     }
     let woken = fds[..wake.len()].iter().any(|f| f.revents != 0);
